@@ -1,0 +1,23 @@
+"""ssdzoo: SSD object detection on any timm backbone.
+
+The data flow, one function per arrow:
+    load_config -> build_model -> model(images) -> (loc, logits)
+    default_boxes(cfg) -> anchors;  encode(gt_boxes_xyxy, gt_labels, anchors, cfg) -> targets
+    ssd_loss(loc, logits, target_loc, target_labels, cfg);  lr_schedule(cfg, steps_per_epoch)
+    decode(loc, anchors, cfg) -> boxes_xyxy;  postprocess(boxes_xyxy, probs, cfg, image_hw)
+"""
+
+from .anchors import default_boxes
+from .config import Config, ConfigError, load_config
+from .loss import ssd_loss
+from .model import Detector, build_model
+from .postprocess import Detections, postprocess
+from .schedule import lr_schedule
+from .targets import decode, encode
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config", "ConfigError", "Detections", "Detector", "build_model", "decode", "default_boxes",
+    "encode", "load_config", "lr_schedule", "postprocess", "ssd_loss",
+]

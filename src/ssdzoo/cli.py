@@ -1,0 +1,62 @@
+"""`ssdzoo <command>`: argument parsing only; the work happens in the modules it calls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="a YAML recipe, or a name in configs/ (ssd_mobilenetv2, demo, ...)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .info import model_info
+
+    info = model_info(load_config(args.config, args.overrides), name=args.config)
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"{info['config']}: {info['backbone']} at {info['image_size'][0]}x{info['image_size'][1]}")
+    print(f"  trainable parameters  {info['params']:,}")
+    print(f"  all parameters + BN   {info['params_with_buffers']:,}")
+    print(f"  GFLOPs                {info['gflops']:.3f}  (one image; a multiply-add counts 2)")
+    print(f"  default boxes         {info['anchors']:,}")
+    print("  level  feature map            boxes/location")
+    for i, level in enumerate(info["levels"]):
+        c, h, w = level["shape"]
+        print(f"  {i:>5}  {c:>5} x {h:>3} x {w:<3}        {level['boxes_per_location']}")
+    return 0
+
+
+COMMANDS = {
+    "info": (cmd_info, "parameters, FLOPs, default boxes and feature maps of a config",
+             lambda p: (_config_args(p), p.add_argument("--json", action="store_true",
+                                                        help="print one JSON object"))),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ssdzoo", description="SSD object detection on timm backbones")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text, add_args) in COMMANDS.items():
+        add_args(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return COMMANDS[args.command][0](args) or 0
+    except (ValueError, FileNotFoundError) as err:  # ConfigError is a ValueError
+        print(f"ssdzoo {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

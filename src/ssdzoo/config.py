@@ -1,0 +1,288 @@
+"""One typed config schema: the seed's YAML keys, validated.
+
+A config file is flat YAML with the MindCV SSD example's key names (``image_size``,
+``num_default``, ``min_scale``, ``prior_scaling``, ``lr_init`` ...) plus a few keys of
+ssdzoo's own, each documented below. ``load_config`` reads it with ``yaml.safe_load``,
+applies ``key=value`` overrides, checks every key and type, and returns a frozen
+``Config``. An unknown key or a value of the wrong type is an error that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import yaml
+
+COCO_CLASSES = (
+    "background", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck",
+    "boat", "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat",
+    "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)  # the seed's order: column 0 is background, then COCO 2017's 80 classes by ascending id
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # --- data (seed keys) ---------------------------------------------------------------
+    data_dir: str = ""  # a packed dataset (ssdzoo prepare) or a raw COCO root
+    classes: tuple[str, ...] = COCO_CLASSES  # class names; index 0 is background
+    num_classes: int = 81  # including background
+    image_size: tuple[int, int] = (300, 300)  # (height, width) of the network input
+    batch_size: int = 32  # per device, as in the seed
+    shuffle: bool = True
+    drop_remainder: bool = True
+    num_parallel_workers: int = 4  # data-loader worker processes per device
+    # ssdzoo: normalization; None takes the backbone's timm pretrained_cfg (ImageNet for the seed)
+    mean: Optional[tuple[float, float, float]] = None
+    std: Optional[tuple[float, float, float]] = None
+
+    # --- model ---------------------------------------------------------------------------
+    backbone: str = "mobilenetv2_100"  # any timm model name with feature maps
+    # timm feature levels (indices into model.feature_info), not MindCV's block indices
+    backbone_out_indices: tuple[int, ...] = (3, 4)
+    # ssdzoo: take the last level after the backbone's own head conv (timm forward_features),
+    # as the seed's MobileNetV2 does with its 1280-channel conv
+    backbone_use_head: bool = False
+    backbone_ckpt_path: Optional[str] = None  # local weights: timm state dict, safetensors, .ckpt
+    backbone_kwargs: dict = dataclasses.field(default_factory=dict)  # ssdzoo: to timm.create_model
+    ckpt_path: Optional[str] = None  # a trained ssdzoo checkpoint to evaluate or predict with
+    use_fpn: bool = False  # ResNet recipe: FPN + bottom-up neck and the weight-shared head
+    extras_in_channels: tuple[int, ...] = (256, 576, 1280, 512, 256, 256)
+    extras_out_channels: tuple[int, ...] = (576, 1280, 512, 256, 256, 128)
+    extras_strides: tuple[int, ...] = (1, 1, 2, 2, 2, 2)
+    extras_ratio: tuple[float, ...] = (0.2, 0.2, 0.2, 0.25, 0.5, 0.25)
+    num_addition_layers: int = 4  # conv layers of the weight-shared head
+    # ssdzoo: what the seed's layers do that PyTorch's defaults don't
+    expand_act: str = "relu6"  # activation of the stride-16 expansion layer: relu6 | hardswish
+    expand_bn_eps: float = 1e-3  # its BN eps (1e-5 in the MobileNetV3 recipe)
+    expand_bn_momentum: float = 0.03  # its BN momentum, PyTorch convention (0.1 for MobileNetV3)
+    bn_eps: float = 1e-3  # BN eps of the seed's own layers
+    bn_momentum: float = 0.03  # PyTorch convention (MindSpore's 0.97)
+    pad_mode: str = "same"  # stride-2 convs of neck: same (TensorFlow/MindSpore) | symmetric
+    fpn_upsample: str = "mindspore"  # FPN resize: mindspore (legacy bilinear) | bilinear | nearest
+
+    # --- default boxes (seed keys) --------------------------------------------------------
+    num_ssd_boxes: int = 1917
+    feature_size: tuple[int, ...] = (19, 10, 5, 3, 2, 1)
+    steps: tuple[int, ...] = (16, 32, 64, 100, 150, 300)
+    num_default: tuple[int, ...] = (3, 6, 6, 6, 6, 6)
+    min_scale: float = 0.2
+    max_scale: float = 0.95
+    aspect_ratios: tuple[tuple[float, ...], ...] = ((), (2, 3), (2, 3), (2, 3), (2, 3), (2, 3))
+    use_anchor_generator: bool = False  # grid anchors (ResNet50-FPN recipe)
+    anchor_scale: float = 4.0  # ssdzoo: grid anchor base size in strides (seed constant)
+    scales_per_octave: int = 2  # ssdzoo: grid anchor scales (seed constant)
+    anchor_aspect_ratios: tuple[float, ...] = (1.0, 2.0, 0.5)  # ssdzoo: grid anchors (seed constant)
+    prior_scaling: tuple[float, float] = (0.1, 0.2)  # offsets / (0.1, 0.2): Caffe SSD variances
+
+    # --- matching, loss, post-processing (seed keys) --------------------------------------
+    match_threshold: float = 0.5
+    gamma: float = 2.0  # focal loss modulating exponent
+    alpha: float = 0.75  # focal loss weight of the target column
+    nms_threshold: float = 0.6
+    min_score: float = 0.1
+    max_boxes: int = 100  # per class, as in the seed
+
+    # --- training (seed keys) --------------------------------------------------------------
+    epoch_size: int = 500
+    lr: float = 0.05
+    lr_init: float = 0.001
+    lr_end_rate: float = 0.001
+    warmup_epochs: float = 2
+    momentum: float = 0.9
+    weight_decay: float = 1.5e-4
+    loss_scale: float = 1024.0  # static loss scale for fp16 (grads are divided by it)
+    amp_level: str = "O2"  # O0: fp32; O2: autocast with fp32 BN; O3: autocast everywhere
+    ckpt_save_dir: str = "./ckpt"
+    keep_checkpoint_max: int = 20
+    eval_while_train: bool = False
+    eval_start_epoch: int = 350
+    eval_interval: int = 1
+    # ssdzoo
+    optimizer: str = "momentum"  # momentum (the seed's SGD) | adamw
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with ``changes`` applied and validated."""
+        return _validated(dataclasses.replace(self, **changes))
+
+    def to_dict(self) -> dict:
+        """Plain YAML-able values (tuples become lists), in schema order."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+CHOICES = {
+    "expand_act": ("relu6", "hardswish"),
+    "pad_mode": ("same", "symmetric"),
+    "fpn_upsample": ("mindspore", "bilinear", "nearest"),
+    "amp_level": ("O0", "O1", "O2", "O3"),
+    "optimizer": ("momentum", "adamw"),
+}
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_HINTS = typing.get_type_hints(Config)
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """Read a YAML recipe, apply ``key=value`` overrides, validate, resolve defaults.
+
+    ``path`` may also name a recipe in the project's configs/ folder without its suffix
+    (``"ssd_mobilenetv2"``). Override values are parsed as YAML (``lr=0.01``,
+    ``image_size=[128,128]``, ``backbone_ckpt_path=null``).
+    """
+    path = resolve_config_path(path)
+    with open(path, encoding="utf-8") as f:
+        raw = yaml.safe_load(f) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected key=value")
+        raw[key.strip()] = yaml.safe_load(text) if text.strip() else None
+    return config_from_dict(raw, source=str(path))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.exists():
+        return path
+    named = CONFIG_DIR / f"{path.name}.yaml"
+    if path.suffix == "" and named.exists():
+        return named
+    raise ConfigError(f"config file not found: {path}")
+
+
+def config_from_dict(raw: dict, source: str = "config") -> Config:
+    """Build a validated ``Config`` from plain values (e.g. a checkpoint's saved config)."""
+    unknown = sorted(set(raw) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}")
+    values = {key: _coerce(value, _HINTS[key], key, source) for key, value in raw.items()}
+    return _validated(Config(**values), source)
+
+
+def _validated(cfg: Config, source: str = "config") -> Config:
+    def fail(msg: str) -> None:
+        raise ConfigError(f"{source}: {msg}")
+
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            fail(f"{key} must be one of {allowed}, got {getattr(cfg, key)!r}")
+    if len(cfg.classes) != cfg.num_classes:
+        fail(f"classes has {len(cfg.classes)} names but num_classes is {cfg.num_classes}")
+    levels = len(cfg.feature_size)
+    for key in ("steps", "num_default"):
+        if len(getattr(cfg, key)) != levels:
+            fail(f"{key} has {len(getattr(cfg, key))} entries, feature_size has {levels}")
+    if not cfg.use_anchor_generator:
+        if len(cfg.aspect_ratios) < levels:
+            fail(f"aspect_ratios has {len(cfg.aspect_ratios)} entries, feature_size has {levels}")
+        if cfg.image_size[0] != cfg.image_size[1]:
+            fail(f"SSD default boxes need a square image_size, got {list(cfg.image_size)}")
+    for key in ("image_size", "feature_size", "steps", "num_default"):
+        if any(v <= 0 for v in getattr(cfg, key)):
+            fail(f"{key} must be positive, got {list(getattr(cfg, key))}")
+    for key in ("batch_size", "epoch_size", "max_boxes"):
+        if getattr(cfg, key) <= 0:
+            fail(f"{key} must be positive, got {getattr(cfg, key)}")
+    for key in ("match_threshold", "nms_threshold", "min_score"):
+        if not 0.0 <= getattr(cfg, key) <= 1.0:
+            fail(f"{key} must be in [0, 1], got {getattr(cfg, key)}")
+    if cfg.mean is None or cfg.std is None:
+        mean, std = _backbone_normalization(cfg.backbone)
+        cfg = dataclasses.replace(cfg, mean=cfg.mean or mean, std=cfg.std or std)
+    return cfg
+
+
+def _backbone_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std from timm's pretrained_cfg for ``name`` (ImageNet's if it has none)."""
+    import timm
+
+    imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    try:
+        pretrained = timm.models.get_pretrained_cfg(name)
+    except Exception:  # an unknown name fails later, in build_model, with timm's own message
+        return imagenet
+    if pretrained is None:
+        return imagenet
+    return tuple(pretrained.mean), tuple(pretrained.std)
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the type ``hint`` of ``key``; lists become tuples."""
+
+    def fail() -> None:
+        raise ConfigError(f"{source}: key {key!r} expects {_describe(hint)}, got {value!r}")
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key, source)
+    if hint is bool:
+        if not isinstance(value, bool):
+            fail()
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail()
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail()
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            fail()
+        return value
+    if hint is dict:
+        if not isinstance(value, dict):
+            fail()
+        return dict(value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            fail()
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key, source) for v in value)
+        if len(value) != len(args):
+            fail()
+        return tuple(_coerce(v, a, key, source) for v, a in zip(value, args))
+    raise TypeError(f"unsupported type in schema for {key}: {hint}")
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _describe(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}"
+        return f"a list of {len(args)} ({', '.join(_describe(a) for a in args)})"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string",
+            dict: "a mapping"}.get(hint, str(hint))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

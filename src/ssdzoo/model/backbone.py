@@ -1,0 +1,51 @@
+"""Any timm model as a multi-scale feature extractor.
+
+The backbone is timm's own classification model with its classifier removed; its feature maps
+come from timm's ``forward_intermediates`` API, so its parameter names stay those of timm's
+checkpoints. Channels and strides come from ``feature_info``: no dummy forward pass.
+"""
+
+from __future__ import annotations
+
+import timm
+from torch import Tensor, nn
+
+
+class TimmBackbone(nn.Module):
+    """Feature maps at ``out_indices`` (indices into ``feature_info``).
+
+    With ``use_head`` the last map is taken after the model's own head conv (timm's
+    ``forward_features`` output), as the seed's MobileNetV2 takes its 1280-channel conv.
+    """
+
+    def __init__(self, name: str, out_indices: tuple[int, ...], *, use_head: bool = False,
+                 **timm_kwargs):
+        super().__init__()
+        model = timm.create_model(name, pretrained=False, num_classes=0, **timm_kwargs)
+        if not hasattr(model, "forward_intermediates"):
+            raise ValueError(f"timm model {name!r} has no forward_intermediates(); "
+                             "choose a backbone that returns feature maps")
+        num_levels = len(model.feature_info)
+        if any(not 0 <= i < num_levels for i in out_indices):
+            raise ValueError(f"backbone_out_indices {list(out_indices)} out of range for {name!r}, "
+                             f"which has {num_levels} feature levels "
+                             f"(strides {[f['reduction'] for f in model.feature_info]})")
+        info = [model.feature_info[i] for i in out_indices]
+        self.channels = [f["num_chs"] for f in info]
+        self.strides = [f["reduction"] for f in info]
+        if use_head:
+            self.channels[-1] = model.num_features
+        # drop what no requested level needs (trailing blocks, the classifier's head conv)
+        model.prune_intermediate_layers(list(out_indices), prune_head=not use_head)
+        self.model = model
+        self.out_indices = list(out_indices)
+        self.use_head = use_head
+        self.mean = tuple(model.pretrained_cfg.get("mean", (0.485, 0.456, 0.406)))
+        self.std = tuple(model.pretrained_cfg.get("std", (0.229, 0.224, 0.225)))
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        if not self.use_head:
+            return self.model.forward_intermediates(images, indices=self.out_indices,
+                                                    intermediates_only=True)
+        final, maps = self.model.forward_intermediates(images, indices=self.out_indices)
+        return maps[:-1] + [final]

@@ -1,0 +1,88 @@
+"""build_model(cfg): the only place where a config becomes modules."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from ..anchors import default_boxes
+from .backbone import TimmBackbone
+from .detector import Detector
+from .heads import SharedHead, SSDHead
+from .layers import init_new_layers
+from .necks import FPN, SSDExtras
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+
+def build_model(cfg: "Config", weights: Optional[str | Path] = None) -> Detector:
+    """The detector described by ``cfg``, checked against the config's anchor layout.
+
+    Weights: ``cfg.backbone_ckpt_path`` (a timm state dict, safetensors or MindCV .ckpt) fills
+    the backbone; ``weights`` (an ssdzoo checkpoint, safetensors file or the seed's MindSpore
+    .ckpt) fills the whole model. Nothing is downloaded.
+    """
+    backbone = TimmBackbone(cfg.backbone, cfg.backbone_out_indices, use_head=cfg.backbone_use_head,
+                            **cfg.backbone_kwargs)
+    num_levels = len(cfg.feature_size)
+    norm = dict(eps=cfg.bn_eps, momentum=cfg.bn_momentum)
+    if cfg.use_fpn:
+        neck = FPN(backbone.channels, channels=cfg.extras_out_channels[0],
+                   extra_levels=num_levels - len(backbone.channels), upsample_mode=cfg.fpn_upsample,
+                   pad_mode=cfg.pad_mode, **norm)
+        if len(set(cfg.num_default)) != 1:
+            raise ValueError(f"the weight-shared head needs one num_default for all levels, "
+                             f"got {list(cfg.num_default)}")
+        head = SharedHead(neck.out_channels[0], num_levels, cfg.num_default[0], cfg.num_classes,
+                          depth=cfg.num_addition_layers, **norm)
+    else:
+        neck = SSDExtras(backbone.channels, in_channels=cfg.extras_in_channels,
+                         out_channels=cfg.extras_out_channels, strides=cfg.extras_strides,
+                         ratios=cfg.extras_ratio, expand_act=cfg.expand_act,
+                         expand_eps=cfg.expand_bn_eps, expand_momentum=cfg.expand_bn_momentum,
+                         pad_mode=cfg.pad_mode, **norm)
+        head = SSDHead(neck.out_channels, cfg.num_default, cfg.num_classes, **norm)
+    if len(neck.out_channels) != num_levels:
+        raise ValueError(f"the neck gives {len(neck.out_channels)} levels but feature_size lists "
+                         f"{num_levels}")
+    init_new_layers(neck)
+    init_new_layers(head)
+    check_anchor_layout(cfg, feature_sizes(cfg, backbone.strides))
+
+    model = Detector(backbone, neck, head)
+    from ..weights import load_backbone_weights, load_model_weights  # noqa: avoids an import cycle
+
+    if cfg.backbone_ckpt_path:
+        load_backbone_weights(model, cfg.backbone_ckpt_path, cfg)
+    if weights:
+        load_model_weights(model, weights, cfg)
+    return model
+
+
+def feature_sizes(cfg: "Config", backbone_strides: list[int]) -> list[tuple[int, int]]:
+    """(height, width) of every pyramid level: backbone levels at ceil(size / stride), each
+    extra level a stride-2 conv of the previous (ceil(size / 2)). No forward pass needed."""
+    height, width = cfg.image_size
+    sizes = [(math.ceil(height / s), math.ceil(width / s)) for s in backbone_strides]
+    while len(sizes) < len(cfg.feature_size):
+        h, w = sizes[-1]
+        sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
+    return sizes
+
+
+def check_anchor_layout(cfg: "Config", sizes: list[tuple[int, int]]) -> None:
+    """The config's feature_size and num_ssd_boxes must be what the model and anchors give."""
+    if not cfg.use_anchor_generator:
+        expected = [h for h, _ in sizes]
+        if list(cfg.feature_size) != expected:
+            raise ValueError(f"feature_size is {list(cfg.feature_size)} but {cfg.backbone} at "
+                             f"image_size {list(cfg.image_size)} gives maps of {expected}")
+    predicted = sum(h * w * b for (h, w), b in zip(sizes, cfg.num_default))
+    anchors = len(default_boxes(cfg))
+    if predicted != anchors:
+        raise ValueError(f"the model predicts {predicted} boxes but the anchor settings give {anchors}")
+    if cfg.num_ssd_boxes != anchors:
+        raise ValueError(f"num_ssd_boxes is {cfg.num_ssd_boxes} but the config's default boxes "
+                         f"number {anchors}")

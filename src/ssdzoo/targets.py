@@ -1,0 +1,105 @@
+"""Match anchors to ground truth and encode/decode box offsets (an inverse pair).
+
+Offsets are SSD's (Liu et al. 2016, eq. 2) divided by the Caffe prior variances
+``prior_scaling = (0.1, 0.2)``:
+    dx = (cx - anchor_cx) / (anchor_w * 0.1),   dw = log(w / anchor_w) / 0.2
+in (dx, dy, dw, dh) order. The seed stores (dy, dx, dh, dw); ssdzoo is x-first throughout.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from .boxes import clip_boxes, cxcywh_to_xyxy, pairwise_iou, xyxy_to_cxcywh
+
+if TYPE_CHECKING:
+    from .config import Config
+
+# Matching works on (images x ground truths x anchors) IoU tables; larger batches are split
+# into chunks of about this many elements so that 51150 anchors x 100 boxes x 32 images
+# don't need gigabytes at once.
+_IOU_CHUNK_ELEMENTS = 1 << 24
+
+
+def match_anchors(iou: Tensor, valid: Tensor, *, threshold: float) -> tuple[Tensor, Tensor]:
+    """The seed's matching rule, for a batch at once.
+
+    iou: (N, G, A) IoU of each ground truth with each anchor; valid: (N, G) bool (False for
+    padding rows). Returns ``matched_gt`` (N, A) int64, the ground truth each anchor takes, and
+    ``positive`` (N, A) bool.
+
+    The seed visits ground truths in order: each one's best anchor gets score 2.0, and an anchor
+    takes a ground truth whose score is over ``threshold`` and strictly above its best so far.
+    The result is the same as taking, per anchor, the first ground truth with the highest score,
+    if that score is over the threshold: later ground truths win only with a strictly higher one.
+    """
+    scores = iou.masked_fill(~valid[..., None], -1.0)
+    best_anchor = scores.argmax(dim=2, keepdim=True)  # (N, G, 1): first index on ties
+    forced = torch.full_like(best_anchor, 2.0, dtype=scores.dtype).masked_fill(~valid[..., None], -1.0)
+    scores = scores.scatter(2, best_anchor, forced)
+    best_score, matched_gt = scores.max(dim=1)  # (N, A): first ground truth on ties
+    return matched_gt, best_score > threshold
+
+
+def encode(
+    gt_boxes_xyxy: Tensor, gt_labels: Tensor, anchors_cxcywh: Tensor, cfg: "Config",
+) -> tuple[Tensor, Tensor]:
+    """Regression and class targets for every anchor of a batch.
+
+    gt_boxes_xyxy: (N, G, 4) normalized; gt_labels: (N, G) int, 0 marks padding rows;
+    anchors_cxcywh: (A, 4). Returns ``target_loc`` (N, A, 4) float32 (dx, dy, dw, dh), zero on
+    unmatched anchors, and ``target_labels`` (N, A) int64, 0 = background.
+    Matching uses the unclipped anchors' corners, as the seed does.
+    """
+    num_images, num_gt = gt_labels.shape
+    anchors = anchors_cxcywh.to(gt_boxes_xyxy.device)
+    # corners from the float64 centres/sizes, rounded once, as the seed's numpy does
+    anchors_xyxy = cxcywh_to_xyxy(anchors.double()).to(gt_boxes_xyxy.dtype)
+    anchors = anchors.to(gt_boxes_xyxy.dtype)
+    valid = gt_labels > 0
+    if num_gt == 0:
+        return (torch.zeros(num_images, len(anchors), 4, device=anchors.device),
+                torch.zeros(num_images, len(anchors), dtype=torch.int64, device=anchors.device))
+
+    per_chunk = max(1, _IOU_CHUNK_ELEMENTS // (num_gt * len(anchors)))
+    matched_gt, positive = [], []
+    for start in range(0, num_images, per_chunk):
+        stop = start + per_chunk
+        iou = pairwise_iou(gt_boxes_xyxy[start:stop], anchors_xyxy)  # (n, G, A)
+        gt_index, is_positive = match_anchors(iou, valid[start:stop], threshold=cfg.match_threshold)
+        matched_gt.append(gt_index)
+        positive.append(is_positive)
+    matched_gt, positive = torch.cat(matched_gt), torch.cat(positive)
+
+    target_labels = gt_labels.long().gather(1, matched_gt).masked_fill(~positive, 0)
+    boxes_xyxy = gt_boxes_xyxy.gather(1, matched_gt[..., None].expand(-1, -1, 4))  # (N, A, 4)
+    target_loc = encode_offsets(boxes_xyxy, anchors, prior_scaling=cfg.prior_scaling)
+    return target_loc.masked_fill(~positive[..., None], 0.0), target_labels
+
+
+def encode_offsets(boxes_xyxy: Tensor, anchors_cxcywh: Tensor, *, prior_scaling: tuple[float, float]) -> Tensor:
+    """(..., A, 4) boxes against (A, 4) anchors -> (..., A, 4) offsets (dx, dy, dw, dh).
+
+    >>> encode_offsets(torch.tensor([[0.2, 0.2, 0.6, 0.6]]), torch.tensor([[0.5, 0.5, 0.2, 0.2]]),
+    ...                prior_scaling=(0.1, 0.2))
+    tensor([[-5.0000, -5.0000,  3.4657,  3.4657]])
+    """
+    boxes_cxcywh = xyxy_to_cxcywh(boxes_xyxy)
+    centre = (boxes_cxcywh[..., :2] - anchors_cxcywh[:, :2]) / (anchors_cxcywh[:, 2:] * prior_scaling[0])
+    ratio = (boxes_cxcywh[..., 2:] / anchors_cxcywh[:, 2:]).clamp(min=1e-6)  # the seed's floor
+    return torch.cat([centre, ratio.log() / prior_scaling[1]], dim=-1)
+
+
+def decode(loc: Tensor, anchors_cxcywh: Tensor, cfg: "Config") -> Tensor:
+    """Offsets (..., A, 4) (dx, dy, dw, dh) -> boxes (..., A, 4) xyxy normalized, clipped to [0, 1]."""
+    return decode_offsets(loc, anchors_cxcywh.to(loc), prior_scaling=cfg.prior_scaling)
+
+
+def decode_offsets(loc: Tensor, anchors_cxcywh: Tensor, *, prior_scaling: tuple[float, float]) -> Tensor:
+    """The inverse of ``encode_offsets``, clipped to the unit square."""
+    centre = loc[..., :2] * prior_scaling[0] * anchors_cxcywh[:, 2:] + anchors_cxcywh[:, :2]
+    size = torch.exp(loc[..., 2:] * prior_scaling[1]) * anchors_cxcywh[:, 2:]
+    return clip_boxes(torch.cat([centre - size / 2, centre + size / 2], dim=-1))
