@@ -50,7 +50,7 @@ def ssd_box_sizes(
     levels get (s_k, s_k), s_k at each ratio r both ways, and (s'_k, s'_k) with
     s'_k = sqrt(s_k s_{k+1}).
     """
-    s = [min_scale + (max_scale - min_scale) * k / (num_levels - 1) for k in range(num_levels)]
+    s = [min_scale + (max_scale - min_scale) * k / max(num_levels - 1, 1) for k in range(num_levels)]
     s.append(1.0)
     sizes = []
     for k in range(num_levels):

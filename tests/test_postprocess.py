@@ -1,0 +1,54 @@
+import torch
+
+import ssdzoo
+
+
+def _cfg(**changes):
+    return ssdzoo.load_config("ssd_mobilenetv2").replace(num_classes=3, classes=("bg", "a", "b"), **changes)
+
+
+def test_nms_per_class_threshold_and_scaling():
+    boxes_xyxy = torch.tensor([[[0.1, 0.1, 0.5, 0.5],     # a: 0.9
+                                [0.1, 0.1, 0.5, 0.52],    # a: 0.8, overlaps the first -> suppressed
+                                [0.6, 0.6, 0.9, 0.9],     # a: 0.05 (under min_score), b: 0.7
+                                [0.1, 0.1, 0.5, 0.5]]])   # b: 0.6 (other class: kept)
+    probs = torch.tensor([[[0.0, 0.9, 0.0], [0.0, 0.8, 0.0], [0.0, 0.05, 0.7], [0.0, 0.0, 0.6]]])
+    (dets,) = ssdzoo.postprocess(boxes_xyxy, probs, _cfg(), torch.tensor([[200, 100]]))  # h 200, w 100
+    assert dets.labels.tolist() == [1, 2, 2]
+    torch.testing.assert_close(dets.scores, torch.tensor([0.9, 0.7, 0.6]))
+    torch.testing.assert_close(dets.boxes[0], torch.tensor([10.0, 20.0, 50.0, 100.0]))
+
+
+def test_score_threshold_is_strict():
+    probs = torch.tensor([[[0.0, 0.1, 0.0]]])
+    (dets,) = ssdzoo.postprocess(torch.tensor([[[0.1, 0.1, 0.2, 0.2]]]), probs, _cfg(min_score=0.1), torch.tensor([[10, 10]]))
+    assert len(dets.scores) == 0
+
+
+def test_max_boxes_per_class_and_batch():
+    # 10 disjoint boxes per image, two classes each
+    corners = torch.linspace(0, 0.9, 10)
+    boxes_xyxy = torch.stack([corners, corners, corners + 0.05, corners + 0.05], -1)[None].repeat(2, 1, 1)
+    probs = torch.zeros(2, 10, 3)
+    probs[..., 1] = torch.linspace(0.9, 0.5, 10)
+    probs[1, :, 2] = 0.95
+    detections = ssdzoo.postprocess(boxes_xyxy, probs, _cfg(max_boxes=3), torch.tensor([[100, 100], [50, 50]]))
+    assert detections[0].labels.tolist() == [1, 1, 1]
+    assert detections[1].labels.tolist() == [1, 1, 1, 2, 2, 2]
+    torch.testing.assert_close(detections[0].scores, probs[0, :3, 1])
+
+
+def test_seed_pixel_convention():
+    """Pixel boxes 0..9 and 5..14 (width 10 in the seed's +1 convention): IoU 5*10 / 150 = 1/3."""
+    boxes_xyxy = torch.tensor([[[0.0, 0.0, 9.0, 9.0], [5.0, 0.0, 14.0, 9.0]]]) / 100
+    probs = torch.tensor([[[0.0, 0.9, 0.0], [0.0, 0.8, 0.0]]])
+    hw = torch.tensor([[100, 100]])
+    kept = ssdzoo.postprocess(boxes_xyxy, probs, _cfg(nms_threshold=0.34), hw)[0]
+    suppressed = ssdzoo.postprocess(boxes_xyxy, probs, _cfg(nms_threshold=0.33), hw)[0]
+    assert len(kept.scores) == 2 and len(suppressed.scores) == 1
+
+
+def test_no_candidates():
+    detections = ssdzoo.postprocess(torch.rand(2, 5, 4), torch.zeros(2, 5, 3), _cfg(), torch.tensor([[9, 9], [9, 9]]))
+    assert [len(d.scores) for d in detections] == [0, 0]
+    assert detections[0].boxes.shape == (0, 4)
