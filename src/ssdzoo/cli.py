@@ -33,10 +33,53 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .engine.train import train
+
+    summary = train(load_config(args.config, args.overrides), resume=args.resume)
+    if summary["best"]:
+        print(f"best checkpoint: {summary['best']} (AP {summary['best_ap']:.4f})")
+    print(f"last checkpoint: {summary['last']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .data import load_dataset
+    from .engine.distributed import DistInfo, resolve_device
+    from .engine.evaluate import evaluate, format_table
+    from .model import build_model
+
+    cfg = load_config(args.config, args.overrides)
+    device = resolve_device(cfg.device, DistInfo())
+    model = build_model(cfg, weights=args.checkpoint).to(device)
+    stats = evaluate(model, load_dataset(cfg.data_dir, cfg, train=False), cfg, device=device,
+                     progress=sys.stderr.isatty())
+    print(format_table(stats))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({**stats, "config": args.config, "checkpoint": str(args.checkpoint)}, f, indent=2)
+    return 0
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--resume", metavar="CKPT", help="continue a run from its last.pt")
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--checkpoint", required=True, help="ssdzoo checkpoint, safetensors or MindSpore .ckpt")
+    p.add_argument("--json", metavar="FILE", help="write the COCO numbers (AP, AP50, ... in 0..1) here")
+
+
 COMMANDS = {
     "info": (cmd_info, "parameters, FLOPs, default boxes and feature maps of a config",
              lambda p: (_config_args(p), p.add_argument("--json", action="store_true",
                                                         help="print one JSON object"))),
+    "train": (cmd_train, "train a config (torchrun --nproc_per_node N -m ssdzoo train ... for DDP)", _train_args),
+    "eval": (cmd_eval, "COCO mAP of a checkpoint on the config's val split", _eval_args),
 }
 
 

@@ -115,9 +115,15 @@ class Config:
     eval_start_epoch: int = 350
     eval_interval: int = 1
     # ssdzoo
-    optimizer: str = "momentum"  # momentum (the seed's SGD) | adamw
+    optimizer: str = "momentum"  # momentum (the seed's SGD; no decay on BN, as MindSpore) | adamw
+    grad_clip: float = 0.0  # max global gradient norm; 0 = off (the seed doesn't clip)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    sync_bn: bool = False  # BN statistics over all devices (CUDA DDP only); the seed's BN is per device
+    freeze_bn: bool = False  # keep every BN in eval mode while training (running statistics fixed)
+    channels_last: bool = False  # NHWC memory format (faster convs on recent GPUs)
+    compile: bool = False  # torch.compile the model for training
+    log_interval: int = 20  # steps between TensorBoard scalars
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with ``changes`` applied and validated."""

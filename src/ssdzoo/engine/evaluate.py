@@ -1,0 +1,93 @@
+"""Detections -> COCO results -> COCOeval's 12 numbers (faster-coco-eval, pycocotools-exact)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+
+import torch
+from tqdm import tqdm
+
+from ..anchors import default_boxes
+from ..postprocess import Detections, postprocess
+from ..targets import decode
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+_TABLE_ROWS = (  # COCOeval.summarize()'s wording, one line per number
+    ("Average Precision", "0.50:0.95", "all", 100), ("Average Precision", "0.50", "all", 100),
+    ("Average Precision", "0.75", "all", 100), ("Average Precision", "0.50:0.95", "small", 100),
+    ("Average Precision", "0.50:0.95", "medium", 100), ("Average Precision", "0.50:0.95", "large", 100),
+    ("Average Recall", "0.50:0.95", "all", 1), ("Average Recall", "0.50:0.95", "all", 10),
+    ("Average Recall", "0.50:0.95", "all", 100), ("Average Recall", "0.50:0.95", "small", 100),
+    ("Average Recall", "0.50:0.95", "medium", 100), ("Average Recall", "0.50:0.95", "large", 100),
+)
+
+
+def coco_results(detections: Sequence[Detections], image_ids: Iterable[int],
+                 category_ids: Sequence[int]) -> list[dict]:
+    """COCO results json rows; ``category_ids[label - 1]`` is the COCO id of label 1..K."""
+    rows = []
+    for dets, image_id in zip(detections, image_ids):
+        coco_bbox_xywh = torch.cat([dets.boxes[:, :2], dets.boxes[:, 2:] - dets.boxes[:, :2]], 1).tolist()
+        for bbox, score, label in zip(coco_bbox_xywh, dets.scores.tolist(), dets.labels.tolist()):
+            rows.append({"image_id": int(image_id), "category_id": int(category_ids[label - 1]),
+                         "bbox": [round(v, 3) for v in bbox], "score": round(score, 5)})
+    return rows
+
+
+def coco_stats(ground_truth: dict, results: list[dict], image_ids: Optional[Sequence[int]] = None) -> dict[str, float]:
+    """COCOeval (bbox) over ``image_ids`` (all ground-truth images by default): the 12 numbers."""
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    with contextlib.redirect_stdout(io.StringIO()):  # faster-coco-eval prints its own progress
+        gt = COCO(ground_truth)
+        if not results:
+            return {name: 0.0 for name in STAT_NAMES}
+        evaluator = COCOeval_faster(gt, gt.loadRes(results), "bbox", print_function=lambda *a: None)
+        evaluator.params.imgIds = sorted(image_ids if image_ids is not None else gt.getImgIds())
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats[:12])}
+
+
+def format_table(stats: dict[str, float]) -> str:
+    """The familiar COCOeval summary, one line per number."""
+    lines = []
+    for (kind, iou, area, dets), name in zip(_TABLE_ROWS, STAT_NAMES):
+        short = "(AP)" if kind.endswith("Precision") else "(AR)"
+        lines.append(f" {kind:<18} {short} @[ IoU={iou:<9} | area={area:>6} | maxDets={dets:>3} ] = {stats[name]:0.3f}")
+    return "\n".join(lines)
+
+
+@torch.inference_mode()
+def detect(model: torch.nn.Module, loader, cfg: "Config", device: torch.device,
+           progress: bool = True) -> tuple[list[Detections], list[int]]:
+    """Run ``model`` over an eval loader: per-image Detections (pixels) and image ids."""
+    anchors_cxcywh = default_boxes(cfg).to(device)
+    was_training = model.training
+    model.eval()
+    detections, image_ids = [], []
+    for batch in tqdm(loader, desc="eval", leave=False, disable=not progress):
+        loc, logits = model(batch.images.to(device, non_blocking=True))
+        boxes_xyxy = decode(loc.float(), anchors_cxcywh, cfg)
+        detections += [Detections(*(t.cpu() for t in d)) for d in
+                       postprocess(boxes_xyxy, logits.float().sigmoid(), cfg, batch.image_hw.to(device))]
+        image_ids += batch.image_ids.tolist()
+    model.train(was_training)
+    return detections, image_ids
+
+
+def evaluate(model: torch.nn.Module, dataset, cfg: "Config", *, device: torch.device,
+             progress: bool = True) -> dict[str, float]:
+    """COCO mAP of ``model`` on an eval dataset from ``ssdzoo.load_dataset(..., train=False)``."""
+    from ..data import make_loader
+
+    loader = make_loader(dataset, cfg, train=False)
+    detections, image_ids = detect(model, loader, cfg, device, progress)
+    category_ids = [c["id"] for c in dataset.categories]
+    return coco_stats(dataset.coco_ground_truth(), coco_results(detections, image_ids, category_ids), image_ids)

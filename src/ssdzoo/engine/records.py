@@ -1,0 +1,93 @@
+"""What a training run leaves behind besides checkpoints: a CSV of epochs, TensorBoard scalars,
+and a PNG of the training curves."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Optional
+
+log = logging.getLogger(__name__)
+
+EPOCH_FIELDS = ("epoch", "loss", "lr", "images_per_s", "seconds", "AP", "AP50")
+
+
+class TrainingRecords:
+    """Rank 0's records of a run in ``out_dir``: metrics.csv, tensorboard/, curves.png."""
+
+    def __init__(self, out_dir: str | Path, *, resume: bool = False):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.csv_path = self.out_dir / "metrics.csv"
+        self.rows: list[dict] = []
+        if resume and self.csv_path.exists():
+            with open(self.csv_path, newline="") as f:
+                self.rows = [dict(row) for row in csv.DictReader(f)]
+        self.writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+        except ImportError:  # tensorboard is a dependency; a broken install only loses the event files
+            log.warning("tensorboard is not importable: no event files")
+
+    def step(self, step: int, *, loss: float, lr: float) -> None:
+        if self.writer:
+            self.writer.add_scalar("train/loss", loss, step)
+            self.writer.add_scalar("train/lr", lr, step)
+
+    def epoch(self, epoch: int, *, loss: float, lr: float, images_per_s: float, seconds: float,
+              metrics: Optional[dict] = None) -> None:
+        """One row per finished epoch; the CSV and PNG are rewritten whole, so they stay valid."""
+        row = {"epoch": epoch, "loss": f"{loss:.6f}", "lr": f"{lr:.6g}",
+               "images_per_s": f"{images_per_s:.2f}", "seconds": f"{seconds:.1f}",
+               "AP": f"{metrics['AP']:.5f}" if metrics else "", "AP50": f"{metrics['AP50']:.5f}" if metrics else ""}
+        self.rows = [r for r in self.rows if int(r["epoch"]) < epoch] + [row]
+        tmp = self.csv_path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=EPOCH_FIELDS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        tmp.replace(self.csv_path)
+        if self.writer:
+            self.writer.add_scalar("epoch/loss", loss, epoch)
+            self.writer.add_scalar("epoch/images_per_s", images_per_s, epoch)
+            for key, value in (metrics or {}).items():
+                self.writer.add_scalar(f"val/{key}", value, epoch)
+            self.writer.flush()
+        plot_curves(self.rows, self.out_dir / "curves.png")
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+def plot_curves(rows: list[dict], path: Path) -> None:
+    """Loss and learning rate per epoch, and validation AP / AP50 where measured."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [float(r["loss"]) for r in rows], marker="o", label="train loss")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_lr = ax_loss.twinx()
+    ax_lr.plot(epochs, [float(r["lr"]) for r in rows], color="gray", linestyle="--", label="lr")
+    ax_lr.set_ylabel("learning rate")
+    ax_loss.set_title("training")
+    evaluated = [r for r in rows if r.get("AP")]
+    for key in ("AP", "AP50"):
+        ax_ap.plot([int(r["epoch"]) for r in evaluated], [float(r[key]) for r in evaluated], marker="o", label=key)
+    ax_ap.set_xlabel("epoch")
+    ax_ap.set_ylim(0, 1)
+    ax_ap.set_title("validation (COCO)")
+    ax_ap.legend()
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
