@@ -95,6 +95,43 @@ def set_train_mode(model: nn.Module, *, freeze_bn: bool) -> None:
                 m.eval()
 
 
+class TrainStep:
+    """One optimizer step on a batch: targets encoded on the device, autocast forward, loss,
+    backward, update. Returns this device's loss (detached, not synchronized)."""
+
+    def __init__(self, forward: nn.Module, optimizer: torch.optim.Optimizer, cfg: Config,
+                 device: torch.device, info: DistInfo = DistInfo()):
+        self.forward, self.optimizer, self.cfg, self.device, self.info = forward, optimizer, cfg, device, info
+        self.anchors_cxcywh = default_boxes(cfg).to(device)
+        self.amp_dtype = autocast_dtype(cfg, device)
+        self.scaler = torch.amp.GradScaler("cuda", init_scale=cfg.loss_scale, enabled=self.amp_dtype == torch.float16)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    def __call__(self, batch) -> torch.Tensor:
+        cfg, device = self.cfg, self.device
+        images = batch.images.to(device, non_blocking=True, memory_format=self.memory_format)
+        gt_boxes_xyxy = batch.boxes_xyxy.to(device, non_blocking=True)
+        gt_labels = batch.labels.to(device, non_blocking=True)
+        with torch.no_grad():
+            target_loc, target_labels = encode(gt_boxes_xyxy, gt_labels, self.anchors_cxcywh, cfg)
+            num_matched = all_reduce_sum((target_labels > 0).sum(), self.info)
+        amp = torch.autocast(device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+        with amp:
+            loc, logits = self.forward(images)
+        # DDP averages gradients over devices: scale by the device count so that the update is
+        # the gradient of the global batch's loss
+        loss = ssd_loss(loc, logits, target_loc, target_labels, cfg, num_matched=num_matched) * self.info.world_size
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach() / self.info.world_size
+
+
 class _Run:
     """One training run's state; ``fit`` is the loop."""
 
@@ -132,11 +169,10 @@ class _Run:
             raise ValueError(f"{cfg.data_dir}: {len(self.train_set)} training images give no full batch of "
                              f"{cfg.batch_size} x {info.world_size} devices")
         self.schedule = lr_schedule(cfg, self.steps_per_epoch)
-        self.anchors_cxcywh = default_boxes(cfg).to(device)
         self.optimizer = build_optimizer(model, cfg, device)
-        self.amp_dtype = autocast_dtype(cfg, device)
-        self.scaler = torch.amp.GradScaler("cuda", init_scale=cfg.loss_scale,
-                                           enabled=self.amp_dtype == torch.float16)
+        self.step = TrainStep(self.forward, self.optimizer, cfg, device, info)
+        self.scaler = self.step.scaler
+        self.amp_dtype = self.step.amp_dtype
         self.progress = Progress()
         self.records = None
 
@@ -214,7 +250,7 @@ class _Run:
             lr = float(self.schedule[min(self.progress.step, len(self.schedule) - 1)])
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            loss = self.train_step(batch)
+            loss = self.step(batch)
             pending += loss
             self.progress.step += 1
             if (i + 1) % cfg.log_interval == 0 or i + 1 == self.steps_per_epoch:
@@ -226,32 +262,6 @@ class _Run:
                     self.records.step(self.progress.step, loss=mean, lr=lr)
         seconds = time.perf_counter() - start
         return float(all_reduce_sum(loss_sum, info)) / (info.world_size * self.steps_per_epoch), seconds
-
-    def train_step(self, batch) -> torch.Tensor:
-        """Forward, loss, backward and update for one batch; returns this rank's loss (detached)."""
-        cfg, device = self.cfg, self.device
-        memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        images = batch.images.to(device, non_blocking=True, memory_format=memory_format)
-        gt_boxes_xyxy = batch.boxes_xyxy.to(device, non_blocking=True)
-        gt_labels = batch.labels.to(device, non_blocking=True)
-        with torch.no_grad():
-            target_loc, target_labels = encode(gt_boxes_xyxy, gt_labels, self.anchors_cxcywh, cfg)
-            num_matched = all_reduce_sum((target_labels > 0).sum(), self.info)
-        amp = (torch.autocast(device.type, dtype=self.amp_dtype) if self.amp_dtype
-               else contextlib.nullcontext())
-        with amp:
-            loc, logits = self.forward(images)
-        # DDP averages gradients over devices: scale by the device count so that the update is
-        # the gradient of the global batch's loss
-        loss = ssd_loss(loc, logits, target_loc, target_labels, cfg, num_matched=num_matched) * self.info.world_size
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if cfg.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return loss.detach() / self.info.world_size
 
     def check_finite(self, pending: torch.Tensor, *, steps_since: int, epoch: int) -> float:
         """Mean global loss of the last steps; stops every rank together if it is not finite."""
