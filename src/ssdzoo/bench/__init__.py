@@ -1,0 +1,1 @@
+"""Benchmarks: `ssdzoo benchmark` and the seed's algorithms it compares against."""
