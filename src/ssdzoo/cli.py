@@ -33,10 +33,29 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .convert import convert_checkpoint
+
+    conversion = convert_checkpoint(args.ckpt, load_config(args.config), args.out)
+    unused = f"; {len(conversion.dropped)} entries of the checkpoint not used (logged above)" \
+        if conversion.dropped else ""
+    print(f"wrote {args.out}: {len(conversion.state)} tensors{unused}")
+    return 0
+
+
+def _convert_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ckpt", help="a MindSpore .ckpt: the seed's SSD or a MindCV backbone")
+    p.add_argument("--config", required=True, help="the recipe the checkpoint belongs to (YAML or name)")
+    p.add_argument("--out", required=True, help="the .safetensors file to write")
+
+
 COMMANDS = {
     "info": (cmd_info, "parameters, FLOPs, default boxes and feature maps of a config",
              lambda p: (_config_args(p), p.add_argument("--json", action="store_true",
                                                         help="print one JSON object"))),
+    "convert": (cmd_convert, "a MindSpore .ckpt (seed SSD or MindCV backbone) as safetensors, "
+                             "without MindSpore", _convert_args),
 }
 
 
