@@ -74,12 +74,31 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="FILE", help="write the COCO numbers (AP, AP50, ... in 0..1) here")
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .convert import convert_checkpoint
+
+    conversion = convert_checkpoint(args.ckpt, load_config(args.config), args.out)
+    unused = f"; {len(conversion.dropped)} entries of the checkpoint not used (logged above)" \
+        if conversion.dropped else ""
+    print(f"wrote {args.out}: {len(conversion.state)} tensors{unused}")
+    return 0
+
+
+def _convert_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ckpt", help="a MindSpore .ckpt: the seed's SSD or a MindCV backbone")
+    p.add_argument("--config", required=True, help="the recipe the checkpoint belongs to (YAML or name)")
+    p.add_argument("--out", required=True, help="the .safetensors file to write")
+
+
 COMMANDS = {
     "info": (cmd_info, "parameters, FLOPs, default boxes and feature maps of a config",
              lambda p: (_config_args(p), p.add_argument("--json", action="store_true",
                                                         help="print one JSON object"))),
     "train": (cmd_train, "train a config (torchrun --nproc_per_node N -m ssdzoo train ... for DDP)", _train_args),
     "eval": (cmd_eval, "COCO mAP of a checkpoint on the config's val split", _eval_args),
+    "convert": (cmd_convert, "a MindSpore .ckpt (seed SSD or MindCV backbone) as safetensors, "
+                             "without MindSpore", _convert_args),
 }
 
 

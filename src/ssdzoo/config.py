@@ -61,6 +61,9 @@ class Config:
     backbone_use_head: bool = False
     backbone_ckpt_path: Optional[str] = None  # local weights: timm state dict, safetensors, .ckpt
     backbone_kwargs: dict = dataclasses.field(default_factory=dict)  # ssdzoo: to timm.create_model
+    # ssdzoo: timm module names (fnmatch globs) whose stride-2 convs / max-pools pad like
+    # TensorFlow "same", as MindCV's backbone pads them (see model.layers.use_same_padding)
+    backbone_same_padding: tuple[str, ...] = ()
     ckpt_path: Optional[str] = None  # a trained ssdzoo checkpoint to evaluate or predict with
     use_fpn: bool = False  # ResNet recipe: FPN + bottom-up neck and the weight-shared head
     extras_in_channels: tuple[int, ...] = (256, 576, 1280, 512, 256, 256)

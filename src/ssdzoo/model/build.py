@@ -10,7 +10,7 @@ from ..anchors import default_boxes
 from .backbone import TimmBackbone
 from .detector import Detector
 from .heads import SharedHead, SSDHead
-from .layers import init_new_layers
+from .layers import init_new_layers, use_same_padding
 from .necks import FPN, SSDExtras
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ def build_model(cfg: "Config", weights: Optional[str | Path] = None) -> Detector
     """
     backbone = TimmBackbone(cfg.backbone, cfg.backbone_out_indices, use_head=cfg.backbone_use_head,
                             **cfg.backbone_kwargs)
+    use_same_padding(backbone.model, cfg.backbone_same_padding)
     num_levels = len(cfg.feature_size)
     norm = dict(eps=cfg.bn_eps, momentum=cfg.bn_momentum)
     if cfg.use_fpn:

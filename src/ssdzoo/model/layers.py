@@ -6,10 +6,14 @@
 - ``resize_mindspore``: MindSpore's legacy bilinear resize (align_corners=False,
   half_pixel_centers=False): source coordinate = destination x in/out.
 - ``ConvBNAct``: conv + BN + activation, the seed's ConvBNReLU.
+- ``use_same_padding``: gives chosen layers of a timm backbone "same" padding, as MindCV pads
+  them (MobileNetV3's depthwise convs, ResNet's max-pool), keeping their parameter names.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import logging
 import math
 from functools import lru_cache
 
@@ -17,21 +21,88 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+log = logging.getLogger(__name__)
+
 ACTIVATIONS = {"relu6": nn.ReLU6, "hardswish": nn.Hardswish, "relu": nn.ReLU}
+
+
+def same_pads(x: Tensor, kernel_size: tuple[int, int], stride: tuple[int, int],
+              dilation: tuple[int, int]) -> list[int]:
+    """F.pad amounts (left, right, top, bottom) for TensorFlow "same" padding of (N, C, H, W)
+    ``x``: output size ceil(in / stride), the odd pixel of padding at the bottom/right."""
+    pads = []
+    for size, k, s, d in zip(x.shape[-1:-3:-1], kernel_size[::-1], stride[::-1], dilation[::-1]):
+        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        pads += [total // 2, total - total // 2]
+    return pads
 
 
 class Conv2dSame(nn.Conv2d):
     """A conv with TensorFlow "same" padding, computed from the input size at run time."""
 
     def forward(self, x: Tensor) -> Tensor:
-        pads = []
-        for size, k, s, d in zip(x.shape[-1:-3:-1], self.kernel_size[::-1], self.stride[::-1],
-                                 self.dilation[::-1]):
-            total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
-            pads += [total // 2, total - total // 2]  # (left, right), then (top, bottom)
+        pads = same_pads(x, self.kernel_size, self.stride, self.dilation)
         if any(pads):
             x = F.pad(x, pads)
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class MaxPool2dSame(nn.MaxPool2d):
+    """A max-pool with TensorFlow "same" padding; padded cells never win (they are -inf)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        pads = same_pads(x, _pair(self.kernel_size), _pair(self.stride), _pair(self.dilation))
+        if any(pads):
+            x = F.pad(x, pads, value=float("-inf"))
+        return F.max_pool2d(x, self.kernel_size, self.stride, 0, self.dilation, self.ceil_mode)
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def use_same_padding(model: nn.Module, patterns: tuple[str, ...]) -> list[str]:
+    """Give the stride-2 convs and max-pools of ``model`` whose names match ``patterns`` (fnmatch
+    globs, e.g. ``"blocks.*.*.conv_dw"``) TensorFlow "same" padding, in place.
+
+    Stride-1 layers with odd kernels already pad the same way both ways and stay as they are,
+    so the cost is one small F.pad per strided layer. Parameters are moved, not copied, so
+    state-dict names and values are unchanged. Returns the names of the replaced layers. A
+    pattern that matches no conv or pool is logged as a warning: a typo, or a recipe whose
+    backbone was swapped for one the MindCV padding does not concern.
+    """
+    replaced = []
+    for pattern in patterns:
+        matched = [(name, m) for name, m in model.named_modules()
+                   if fnmatch.fnmatchcase(name, pattern) and isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
+        if not matched:
+            log.warning("backbone_same_padding: %r matches no conv or max-pool of %s; nothing "
+                        "changed", pattern, type(model).__name__)
+        for name, module in matched:
+            new = _same_padded(module)
+            if new is not None:
+                parent_name, _, child = name.rpartition(".")
+                setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+                replaced.append(name)
+    return replaced
+
+
+def _same_padded(module: nn.Module) -> nn.Module | None:
+    """The "same"-padding twin of a strided conv or max-pool (None if it needs none)."""
+    if isinstance(module, (Conv2dSame, MaxPool2dSame)):
+        return None
+    if isinstance(module, nn.Conv2d):
+        if max(module.stride) == 1 or module.padding_mode != "zeros":
+            return None
+        new = Conv2dSame(module.in_channels, module.out_channels, module.kernel_size,
+                         stride=module.stride, dilation=module.dilation, groups=module.groups,
+                         bias=module.bias is not None, device="meta")
+        new.weight, new.bias = module.weight, module.bias
+        return new
+    if max(_pair(module.stride)) == 1:
+        return None
+    return MaxPool2dSame(module.kernel_size, module.stride, dilation=module.dilation,
+                         ceil_mode=module.ceil_mode)
 
 
 def conv2d(in_ch: int, out_ch: int, kernel_size: int, *, stride: int = 1, groups: int = 1,
