@@ -7,8 +7,9 @@ Two checks, one set of faults (missing, empty, not an image, truncated, undecoda
   end of the file only: a truncated JPEG or PNG lacks its end marker. It costs a fraction of a
   decode, so a 118k-image folder is indexed in seconds rather than minutes.
 
-``decode_resized`` is the loader's decode: libjpeg-turbo's DCT scaling (PIL draft mode) decodes
-at 1/2, 1/4 or 1/8 scale whenever the region to keep is still at least the output size there.
+``decode`` is the loader's decode: libjpeg-turbo's DCT scaling (PIL draft mode) decodes at 1/2,
+1/4 or 1/8 scale whenever the region to keep is still at least the output size there, and the
+pixels go to torch without a copy.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import warnings
 from pathlib import Path
 from typing import NamedTuple, Optional
 
+import numpy as np
+import torch
 from PIL import Image
+from torch import Tensor
 
 # Formats PIL decodes in-process. EPS and similar plug-ins run external programs; never used.
 ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF")
@@ -119,27 +123,59 @@ def _decode_reason(err: Exception) -> str:
     return f"not decodable ({text})"
 
 
-def decode_resized(
-    data: bytes, *, size_hw: tuple[int, int], crop_xyxy: Optional[tuple[int, int, int, int]] = None,
-) -> Image.Image:
-    """Decode ``data``, keep ``crop_xyxy`` (pixels of the full image; all of it if None), resize
-    to ``size_hw`` (bilinear, aspect not kept, as the seed does), return an RGB image.
+class CropRect(NamedTuple):
+    """A region of an image in whole pixels: columns x0..x1, rows y0..y1 (ends exclusive)."""
 
-    JPEGs are decoded at the largest DCT scale 1/s (s in 8, 4, 2, 1) at which the kept region
-    is still at least ``size_hw``: no detail the output can show is lost.
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+
+class Decoded(NamedTuple):
+    """A decoded region of an image file."""
+
+    image: Tensor  # (3, h, w) uint8 RGB; shares the decoder's read-only buffer: never write to it
+    crop: CropRect  # the region of the full image it shows, in full-image pixels
+    scale: int  # decoded at 1/scale: (h, w) = the crop's size / scale (rounded up at the edge)
+
+
+def reduced_scale(crop_hw: tuple[int, int], size_hw: tuple[int, int]) -> int:
+    """The largest JPEG DCT scale s in (8, 4, 2, 1) at which a crop still covers ``size_hw``.
+
+    >>> reduced_scale((480, 640), (300, 300)), reduced_scale((480, 640), (128, 128))
+    (1, 2)
     """
-    out_h, out_w = size_hw
+    factor = min(crop_hw[0] // size_hw[0], crop_hw[1] // size_hw[1])
+    return next((s for s in (8, 4, 2) if factor >= s), 1)
+
+
+def decode(data: bytes, *, crop: Optional[CropRect] = None,
+           size_hw: Optional[tuple[int, int]] = None) -> Decoded:
+    """Decode ``crop`` of ``data`` (the whole image if None).
+
+    With ``size_hw`` (what the crop will be resized to), a JPEG is decoded at the largest DCT
+    scale 1/s at which the crop is still at least ``size_hw`` (libjpeg-turbo's scaled IDCT, PIL
+    draft mode): no detail the output can show is lost. The crop is then widened to multiples
+    of s so that it falls on whole decoded pixels; ``Decoded.crop`` is the widened crop.
+    """
     image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     full_w, full_h = image.size
-    x0, y0, x1, y1 = crop_xyxy if crop_xyxy is not None else (0, 0, full_w, full_h)
-    factor = min((x1 - x0) // out_w, (y1 - y0) // out_h)
-    scale = 1.0
-    if factor >= 2 and image.format == "JPEG":
-        s = next(s for s in (8, 4, 2) if factor >= s)
-        drafted = image.draft("RGB", (max(1, full_w // s), max(1, full_h // s)))
-        if drafted is not None:
-            scale = full_w / drafted[1][2]
+    crop = crop or CropRect(0, 0, full_w, full_h)
+    scale = 1
+    if size_hw is not None and image.format == "JPEG":
+        scale = reduced_scale((crop.y1 - crop.y0, crop.x1 - crop.x0), size_hw)
+    if scale > 1:
+        drafted = image.draft("RGB", (full_w // scale, full_h // scale))
+        if drafted is None or round(full_w / drafted[1][2]) != scale:  # not a plain JPEG
+            scale = 1
+        else:
+            crop = CropRect(crop.x0 // scale * scale, crop.y0 // scale * scale,
+                            min(full_w, -(-crop.x1 // scale) * scale), min(full_h, -(-crop.y1 // scale) * scale))
     if image.mode != "RGB":
         image = image.convert("RGB")
-    box = (x0 / scale, y0 / scale, x1 / scale, y1 / scale)
-    return image.resize((out_w, out_h), Image.Resampling.BILINEAR, box=box)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch: the array is read-only; we only read
+        pixels = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)  # (3, h, w) view of PIL bytes
+    region = pixels[:, crop.y0 // scale:-(-crop.y1 // scale), crop.x0 // scale:-(-crop.x1 // scale)]
+    return Decoded(region, crop, scale)

@@ -41,7 +41,8 @@ class SynthSpec:
 
     min_side: int = 160  # image width and height, each uniform in [min_side, max_side]
     max_side: int = 256
-    max_objects: int = 6  # objects per image: 1..max_objects, fewer more likely
+    max_objects: int = 6  # objects per image: geometric from 1 with this mean, at most max_objects
+    mean_objects: float = 3.0
     min_object: float = 20.0  # object size (box side), log-uniform in [min_object, max_fraction x side]
     max_fraction: float = 0.5
     max_iou: float = 0.3  # overlap limits between any two objects' boxes
@@ -126,7 +127,7 @@ def render_image(rng: np.random.Generator, spec: SynthSpec = SynthSpec()) -> tup
     height = int(rng.integers(spec.min_side, spec.max_side + 1))
     width = int(rng.integers(spec.min_side, spec.max_side + 1))
     canvas = _background(rng, height, width)
-    count = min(spec.max_objects, int(rng.geometric(0.3)))
+    count = min(spec.max_objects, int(rng.geometric(1.0 / spec.mean_objects)))
     placed: list[np.ndarray] = []  # (4,) xyxy float
     objects = []
     for _ in range(count):

@@ -1,13 +1,16 @@
 """The seed's SSD augmentation as functional joint image + box ops; each returns new objects.
 
-Images are PIL RGB images; boxes are (G, 4) float32 numpy corners in pixels of the image they
-go with. Randomness comes only from the numpy Generator passed in.
+Images are torch tensors (3, H, W): uint8 from the decoder, float32 in [0, 255] once colour
+work starts. Boxes are (G, 4) float32 numpy corners in pixels of the image they go with.
+Randomness comes only from the numpy Generator passed in.
 
 The seed's training order: random IoU crop, resize to the input size (aspect not kept),
 horizontal flip with probability 0.5, colour jitter (brightness, contrast, saturation 0.4 in
-random order), normalize. The crop is decided from the boxes and the image size alone
-(``sample_iou_crop``), so the loader can decode only what the crop keeps, at a reduced scale
-(``images.decode_resized``) instead of decoding the whole image first.
+random order), normalize. ``train_transform`` runs them in that order but decides the crop
+from the boxes and the image size alone (``sample_iou_crop``), so that only the crop is
+decoded, at a reduced scale where the output size allows (``images.decode``); it flips the
+uint8 image (4x less memory traffic than float) and does colour and normalization in place on
+its own float copy.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageEnhance
+import torch.nn.functional as F
 from torch import Tensor
+
+from .images import CropRect, decode
 
 # The seed's random_sample_crop: a minimum IoU drawn from these (None: keep the whole image),
 # up to 50 tries of a crop 0.3..1 of each side with height/width between 0.5 and 2.
@@ -28,15 +33,7 @@ SEED_CROP_ASPECT = (0.5, 2.0)
 SEED_IOU_MARGIN = 0.2  # a crop is refused if its IoUs span below min_iou to above min_iou + 0.2
 SEED_FLIP_PROBABILITY = 0.5
 SEED_JITTER = 0.4  # brightness, contrast and saturation factors drawn from [0.6, 1.4]
-
-
-class CropRect(NamedTuple):
-    """A crop in whole pixels: columns x0..x1, rows y0..y1 (end exclusive)."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
+LUMA_RGB = (0.299, 0.587, 0.114)  # ITU-R 601 grey, as PIL's and OpenCV's RGB -> L
 
 
 def iou_with_rect(boxes_xyxy: np.ndarray, rect: CropRect) -> np.ndarray:
@@ -103,14 +100,15 @@ def crop_boxes(boxes_xyxy: np.ndarray, labels: np.ndarray, rect: CropRect) -> tu
 
 
 def iou_crop(
-    image: Image.Image, boxes_xyxy: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
-) -> tuple[Image.Image, np.ndarray, np.ndarray]:
-    """The seed's random IoU crop of a decoded image (the loader fuses it with decoding)."""
-    rect = sample_iou_crop(boxes_xyxy, height=image.height, width=image.width, rng=rng)
+    image: Tensor, boxes_xyxy: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+) -> tuple[Tensor, np.ndarray, np.ndarray]:
+    """The seed's random IoU crop of a decoded (3, H, W) image (``train_transform`` fuses it
+    with decoding instead)."""
+    rect = sample_iou_crop(boxes_xyxy, height=image.shape[1], width=image.shape[2], rng=rng)
     if rect is None:
-        return image.copy(), boxes_xyxy.copy(), labels.copy()
+        return image.clone(), boxes_xyxy.copy(), labels.copy()
     boxes, kept = crop_boxes(boxes_xyxy, labels, rect)
-    return image.crop(rect), boxes, kept
+    return image[:, rect.y0:rect.y1, rect.x0:rect.x1].clone(), boxes, kept
 
 
 def resize_boxes(boxes_xyxy: np.ndarray, *, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> np.ndarray:
@@ -118,10 +116,18 @@ def resize_boxes(boxes_xyxy: np.ndarray, *, from_hw: tuple[int, int], to_hw: tup
     return (boxes_xyxy * scale).astype(np.float32)
 
 
-def resize(image: Image.Image, boxes_xyxy: np.ndarray, size_hw: tuple[int, int]) -> tuple[Image.Image, np.ndarray]:
-    """Resize to (height, width) without keeping the aspect ratio, as the seed does."""
-    resized = image.resize((size_hw[1], size_hw[0]), Image.Resampling.BILINEAR)
-    return resized, resize_boxes(boxes_xyxy, from_hw=(image.height, image.width), to_hw=size_hw)
+def resize_image(image: Tensor, size_hw: tuple[int, int]) -> Tensor:
+    """(3, h, w) -> (3, H, W), bilinear with antialiasing (PIL's filter; torch has a fast uint8
+    kernel for it). Aspect is not kept, as in the seed."""
+    if tuple(image.shape[1:]) == tuple(size_hw):
+        return image.clone()
+    return F.interpolate(image[None], size=tuple(size_hw), mode="bilinear", antialias=True,
+                         align_corners=False)[0]
+
+
+def resize(image: Tensor, boxes_xyxy: np.ndarray, size_hw: tuple[int, int]) -> tuple[Tensor, np.ndarray]:
+    from_hw = (image.shape[1], image.shape[2])
+    return resize_image(image, size_hw), resize_boxes(boxes_xyxy, from_hw=from_hw, to_hw=size_hw)
 
 
 def hflip_boxes(boxes_xyxy: np.ndarray, *, width: float) -> np.ndarray:
@@ -136,38 +142,81 @@ def hflip_boxes(boxes_xyxy: np.ndarray, *, width: float) -> np.ndarray:
     return flipped
 
 
-def hflip(image: Image.Image, boxes_xyxy: np.ndarray) -> tuple[Image.Image, np.ndarray]:
-    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), hflip_boxes(boxes_xyxy, width=image.width)
-
-
-def random_hflip(
-    image: Image.Image, boxes_xyxy: np.ndarray, rng: np.random.Generator, *,
-    probability: float = SEED_FLIP_PROBABILITY,
-) -> tuple[Image.Image, np.ndarray]:
-    if rng.uniform() < probability:
-        return hflip(image, boxes_xyxy)
-    return image, boxes_xyxy
+def hflip(image: Tensor, boxes_xyxy: np.ndarray) -> tuple[Tensor, np.ndarray]:
+    return image.flip(-1), hflip_boxes(boxes_xyxy, width=image.shape[2])
 
 
 def color_jitter(
-    image: Image.Image, rng: np.random.Generator, *, brightness: float = SEED_JITTER,
+    image: Tensor, rng: np.random.Generator, *, brightness: float = SEED_JITTER,
     contrast: float = SEED_JITTER, saturation: float = SEED_JITTER,
-) -> Image.Image:
+) -> Tensor:
     """Brightness, contrast and saturation, each by a factor from [1 - x, 1 + x], in random
-    order (as MindSpore's RandomColorAdjust). Each is a blend in uint8 with black, the mean
-    grey and the greyscale image respectively."""
-    enhancers = (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color)
-    spreads = (brightness, contrast, saturation)
+    order (as MindSpore's RandomColorAdjust): blends with black, with the mean grey, and with
+    the grey image. (3, H, W) uint8 or float in [0, 255] -> float32 in [0, 255]."""
+    return _color_jitter_(image.to(torch.float32, copy=True), rng, (brightness, contrast, saturation))
+
+
+def _color_jitter_(image: Tensor, rng: np.random.Generator, spreads: Sequence[float]) -> Tensor:
+    """In place on a float (3, H, W) image in [0, 255]; each step is a blend (lerp) and a clamp."""
+    luma = image.new_tensor(LUMA_RGB)
     for k in rng.permutation(3):
-        factor = rng.uniform(max(0.0, 1.0 - spreads[k]), 1.0 + spreads[k])
-        image = enhancers[k](image).enhance(factor)
+        factor = float(rng.uniform(max(0.0, 1.0 - spreads[k]), 1.0 + spreads[k]))
+        if k == 0:  # towards black
+            image.mul_(factor)
+        elif k == 1:  # towards the mean grey level
+            image.lerp_((image.mean(dim=(1, 2)) @ luma).reshape(1, 1, 1), 1.0 - factor)
+        else:  # towards the grey image
+            image.lerp_(torch.tensordot(luma, image, dims=1)[None], 1.0 - factor)
+        image.clamp_(0.0, 255.0)
     return image
 
 
-def normalize(image: Image.Image, *, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """(H, W, 3) uint8 RGB -> (3, H, W) float32 ``(x / 255 - mean) / std``."""
-    array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-    array = array.view(image.height, image.width, 3).permute(2, 0, 1)
-    std_t = torch.tensor(std, dtype=torch.float32)[:, None, None]
-    mean_t = torch.tensor(mean, dtype=torch.float32)[:, None, None]
-    return array.float().mul_(1.0 / (255.0 * std_t)).sub_(mean_t / std_t)
+def normalize(image: Tensor, *, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """(3, H, W) uint8 or float in [0, 255] -> float32 ``(x / 255 - mean) / std``."""
+    return _normalize_(image.to(torch.float32, copy=True), mean, std)
+
+
+def _normalize_(image: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    std_t = image.new_tensor(std)[:, None, None]
+    mean_t = image.new_tensor(mean)[:, None, None]
+    return image.mul_(1.0 / (255.0 * std_t)).sub_(mean_t / std_t)
+
+
+class Transformed(NamedTuple):
+    image: Tensor  # (3, H, W) float32, normalized
+    boxes_xyxy_norm: np.ndarray  # (G, 4) float32 in [0, 1]
+    labels: np.ndarray  # (G,) int64
+
+
+def train_transform(
+    data: bytes, boxes_xyxy: np.ndarray, labels: np.ndarray, *, image_hw: tuple[int, int],
+    size_hw: tuple[int, int], rng: np.random.Generator, mean: Sequence[float], std: Sequence[float],
+) -> Transformed:
+    """The seed's training augmentation of one encoded image with pixel boxes: IoU crop, resize,
+    flip, colour jitter, normalize."""
+    height, width = image_hw
+    rect = sample_iou_crop(boxes_xyxy, height=height, width=width, rng=rng)
+    decoded = decode(data, crop=rect, size_hw=size_hw)
+    if rect is not None:  # the decoded crop may be a few pixels wider (see images.decode)
+        boxes_xyxy, labels = crop_boxes(boxes_xyxy, labels, decoded.crop)
+    crop = decoded.crop
+    crop_wh = np.array([crop.x1 - crop.x0, crop.y1 - crop.y0] * 2, dtype=np.float32)
+    boxes_norm = (boxes_xyxy / crop_wh).astype(np.float32)
+    image = resize_image(decoded.image, size_hw)
+    if rng.uniform() < SEED_FLIP_PROBABILITY:
+        image, boxes_norm = image.flip(-1), hflip_boxes(boxes_norm, width=1.0)
+    image = image.to(torch.float32, memory_format=torch.contiguous_format)
+    _color_jitter_(image, rng, (SEED_JITTER,) * 3)
+    return Transformed(_normalize_(image, mean, std), boxes_norm, np.array(labels, dtype=np.int64))
+
+
+def eval_transform(
+    data: bytes, boxes_xyxy: np.ndarray, labels: np.ndarray, *, image_hw: tuple[int, int],
+    size_hw: tuple[int, int], mean: Sequence[float], std: Sequence[float],
+) -> Transformed:
+    """Evaluation: resize and normalize only."""
+    height, width = image_hw
+    image = resize_image(decode(data, size_hw=size_hw).image, size_hw)
+    image = image.to(torch.float32, memory_format=torch.contiguous_format)
+    boxes_norm = (boxes_xyxy / np.array([width, height, width, height], np.float32)).astype(np.float32)
+    return Transformed(_normalize_(image, mean, std), boxes_norm, np.array(labels, dtype=np.int64))
