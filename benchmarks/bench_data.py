@@ -253,6 +253,12 @@ def bench_throughput(args) -> dict:
     # the same without target encoding: the data pipeline alone
     pipelines.update({f"{name}_no_encode": partial(run, encode=False)
                       for name, run in list(pipelines.items()) if name != "ssdzoo_raw_folder"})
+
+    def decode_only(b):  # the floor both pay: libjpeg-turbo at full scale, pixels to numpy
+        for i in batches[b]:
+            np.asarray(Image.open(io.BytesIO(packed.images.read(i))))
+
+    pipelines["decode_only_full_scale"] = decode_only
     scales = []  # DCT scale of each ssdzoo decode
     original_decode = transforms.decode
     transforms.decode = lambda *a, **k: scales.append(original_decode(*a, **k).scale) or original_decode(*a, **k)
