@@ -21,7 +21,7 @@ import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -92,36 +92,34 @@ def read_coco_json(path: str | Path) -> CocoJson:
 
     dropped: Counter = Counter()
     rows, ids, labels, bboxes, areas, crowds = [], [], [], [], [], []
-    next_id = 1 + max((a["id"] for a in raw["annotations"]
-                       if isinstance(a, dict) and _is_int(a.get("id"))), default=0)
-    for ann in raw["annotations"]:
-        if not isinstance(ann, dict):
+    numbers = (int, float)  # exact types: a JSON true/false is not a number here
+    for ann in raw["annotations"]:  # plain type checks: this loop runs once per annotation
+        if type(ann) is not dict:
             dropped["invalid_box"] += 1
             continue
-        row = row_of.get(ann.get("image_id")) if _is_int(ann.get("image_id")) else None
+        image_id, category_id = ann.get("image_id"), ann.get("category_id")
+        row = row_of.get(image_id) if type(image_id) is int else None
         if row is None:
             dropped["unknown_image"] += 1
             continue
-        category = ann.get("category_id")
-        label = label_of.get(category) if _is_int(category) else None
+        label = label_of.get(category_id) if type(category_id) is int else None
         if label is None:
             dropped["unknown_category"] += 1
             continue
         bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+        if not (type(bbox) is list and len(bbox) == 4 and type(bbox[0]) in numbers
+                and type(bbox[1]) in numbers and type(bbox[2]) in numbers and type(bbox[3]) in numbers):
             dropped["invalid_box"] += 1
             continue
-        ann_id = ann.get("id")
-        if not _is_int(ann_id):
-            ann_id, next_id = next_id, next_id + 1
         area = ann.get("area")
         rows.append(row)
-        ids.append(ann_id)
+        ids.append(ann.get("id"))
         labels.append(label)
         bboxes.append(bbox)
-        areas.append(float(area) if _is_number(area) else float(bbox[2]) * float(bbox[3]))
+        areas.append(area if type(area) in numbers else bbox[2] * bbox[3])
         crowds.append(1 if ann.get("iscrowd") else 0)
     del raw
+    ids = _fill_missing_ids(ids)
 
     rows_array = np.asarray(rows, dtype=np.int64)
     order = np.argsort(rows_array, kind="stable")  # group by image, file order within an image
@@ -173,6 +171,16 @@ def _read_images(entries: list, path: Path) -> tuple[np.ndarray, tuple[str, ...]
     return image_ids, tuple(names), np.asarray(heights, np.int64), np.asarray(widths, np.int64)
 
 
+def _fill_missing_ids(ids: list) -> list[int]:
+    """Annotation ids, with ones after the largest for annotations that have none."""
+    missing = [k for k, ann_id in enumerate(ids) if type(ann_id) is not int]
+    if missing:
+        next_id = 1 + max((i for i in ids if type(i) is int), default=0)
+        for offset, k in enumerate(missing):
+            ids[k] = next_id + offset
+    return ids
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -197,10 +205,11 @@ def candidate_images(coco: CocoJson, *, drop_crowd_images: bool) -> tuple[np.nda
     return keep, {"no_boxes": int((~has_boxes).sum()), "crowd": int((has_boxes & crowd).sum())}
 
 
-def clean_boxes(coco_bbox_xywh: np.ndarray, *, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def clean_boxes(coco_bbox_xywh: np.ndarray, *, height, width) -> tuple[np.ndarray, np.ndarray]:
     """(n, 4) COCO boxes in pixels -> (n, 4) float32 corners clipped to the image and rounded to
     whole pixels (the seed's rounding), and (n,) int8 status: BOX_KEPT, BOX_NOT_FINITE or
-    BOX_TOO_SMALL (under MIN_BOX_SIDE wide or high after clipping).
+    BOX_TOO_SMALL (under MIN_BOX_SIDE wide or high after clipping). ``height`` and ``width`` are
+    numbers or (n,) arrays (each box's image).
 
     >>> boxes, status = clean_boxes(np.array([[-5.0, 2.4, 20.0, 3.0], [9.6, 0.0, 0.3, 4.0]]),
     ...                             height=10, width=10)
@@ -211,8 +220,8 @@ def clean_boxes(coco_bbox_xywh: np.ndarray, *, height: int, width: int) -> tuple
     finite = np.isfinite(xywh).all(axis=1)
     xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
     xyxy = np.nan_to_num(xyxy, nan=0.0, posinf=0.0, neginf=0.0)
-    limit = np.array([width, height, width, height], dtype=np.float64)
-    xyxy = np.rint(np.clip(xyxy, 0.0, limit))  # rint: round half to even, as Python's round
+    w, h = (np.broadcast_to(np.asarray(v, dtype=np.float64), (len(xywh),)) for v in (width, height))
+    xyxy = np.rint(np.clip(xyxy, 0.0, np.stack([w, h, w, h], axis=1)))  # rint: round half to even, as Python's round
     big_enough = (xyxy[:, 2] - xyxy[:, 0] >= MIN_BOX_SIDE) & (xyxy[:, 3] - xyxy[:, 1] >= MIN_BOX_SIDE)
     status = np.where(~finite, BOX_NOT_FINITE, np.where(big_enough, BOX_KEPT, BOX_TOO_SMALL))
     return xyxy.astype(np.float32), status.astype(np.int8)
@@ -268,49 +277,47 @@ class DetectionIndex:
                 "categories": [dict(c) for c in self.categories]}
 
 
-class ImageKeep(NamedTuple):
-    """The outcome of ``IndexBuilder.add`` for one image."""
-
-    kept: bool
-    boxes: int  # training boxes kept
-
-
 class IndexBuilder:
-    """Collects the kept images of a ``CocoJson`` one at a time, in any order, into a
-    ``DetectionIndex``, counting what the rules drop."""
+    """Collects the kept images of a ``CocoJson``, in any order, into a ``DetectionIndex``,
+    counting what the rules drop."""
 
     def __init__(self, coco: CocoJson):
         self.coco = coco
-        self._rows: list[int] = []
-        self._sizes: list[tuple[int, int]] = []
+        self._rows: list[np.ndarray] = []
+        self._sizes: list[np.ndarray] = []
+        self._box_counts: list[np.ndarray] = []
         self._boxes: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
         self.dropped_boxes: Counter = Counter()
         self.dropped_images: Counter = Counter()
 
-    def add(self, row: int, *, height: int, width: int) -> ImageKeep:
-        """Image ``row`` of the json, whose file is ``height`` x ``width``: clean its boxes;
-        keep it if any box is left."""
+    def add_many(self, rows: np.ndarray, *, heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
+        """Images ``rows`` of the json, whose files are ``heights`` x ``widths``: clean their
+        boxes (one numpy pass) and keep those left with any; returns the (n,) boxes kept."""
         coco = self.coco
-        start, stop = coco.ann_offsets[row], coco.ann_offsets[row + 1]
-        boxes_xyxy, status = clean_boxes(coco.ann_bbox_xywh[start:stop], height=height, width=width)
+        ann_rows, offsets = _ragged_take(coco.ann_offsets, rows)
+        counts = np.diff(offsets)
+        boxes_xyxy, status = clean_boxes(coco.ann_bbox_xywh[ann_rows], height=np.repeat(heights, counts),
+                                         width=np.repeat(widths, counts))
         self.dropped_boxes["not_finite"] += int((status == BOX_NOT_FINITE).sum())
         self.dropped_boxes["too_small"] += int((status == BOX_TOO_SMALL).sum())
         keep = status == BOX_KEPT
-        if not keep.any():
-            self.dropped_images["no_boxes"] += 1
-            return ImageKeep(False, 0)
-        self._rows.append(row)
-        self._sizes.append((height, width))
-        self._boxes.append(boxes_xyxy[keep])
-        self._labels.append(coco.ann_labels[start:stop][keep])
-        return ImageKeep(True, int(keep.sum()))
+        owner = np.repeat(np.arange(len(rows)), counts)
+        kept_counts = np.bincount(owner[keep], minlength=len(rows))
+        has_boxes = kept_counts > 0
+        self.dropped_images["no_boxes"] += int((~has_boxes).sum())
+        self._rows.append(np.asarray(rows)[has_boxes])
+        self._sizes.append(np.stack([heights, widths], axis=1)[has_boxes])
+        self._box_counts.append(kept_counts[has_boxes])
+        self._boxes.append(boxes_xyxy[keep])  # boxes of images without any are none of these
+        self._labels.append(coco.ann_labels[ann_rows][keep])
+        return kept_counts
 
     def finish(self) -> DetectionIndex:
         coco = self.coco
-        rows = np.asarray(self._rows, dtype=np.int64)
-        sizes = np.asarray(self._sizes, dtype=np.int64).reshape(-1, 2)
-        box_counts = np.array([len(b) for b in self._boxes], dtype=np.int64)
+        rows = np.concatenate([np.zeros(0, np.int64), *self._rows]).astype(np.int64)
+        sizes = np.concatenate([np.zeros((0, 2), np.int64), *self._sizes]).astype(np.int64)
+        box_counts = np.concatenate([np.zeros(0, np.int64), *self._box_counts]).astype(np.int64)
         ann_rows, ann_offsets = _ragged_take(coco.ann_offsets, rows)
         # ground truth excludes only what COCOeval could not read: non-finite boxes
         finite = np.isfinite(coco.ann_bbox_xywh[ann_rows]).all(axis=1)
@@ -325,10 +332,9 @@ class IndexBuilder:
             heights=sizes[:, 0].copy(),
             widths=sizes[:, 1].copy(),
             box_offsets=_offsets(box_counts),
-            boxes_xyxy=np.concatenate(self._boxes).reshape(-1, 4) if self._boxes else
-            np.zeros((0, 4), np.float32),
-            labels=np.concatenate(self._labels) if self._labels else np.zeros(0, np.int64),
-            ann_offsets=_offsets(np.asarray(kept_per_image, dtype=np.int64)),
+            boxes_xyxy=np.concatenate([np.zeros((0, 4), np.float32), *self._boxes]),
+            labels=np.concatenate([np.zeros(0, np.int64), *self._labels]),
+            ann_offsets=_offsets(kept_per_image.astype(np.int64)),
             ann_ids=coco.ann_ids[ann_rows],
             ann_category_ids=category_ids[coco.ann_labels[ann_rows] - 1],
             ann_bbox_xywh=coco.ann_bbox_xywh[ann_rows],

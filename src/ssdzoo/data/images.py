@@ -4,12 +4,12 @@ Two checks, one set of faults (missing, empty, not an image, truncated, undecoda
 - ``read_image_file`` (used by ``prepare``) reads and decodes the whole file, and re-encodes
   grayscale, CMYK, palette and alpha images as RGB JPEG, so the packed data holds RGB only.
 - ``probe_image_file`` (used when a raw COCO folder is read in place) reads the header and the
-  end of the file only: a truncated JPEG or PNG lacks its end marker. It costs a fraction of a
-  decode, so a 118k-image folder is indexed in seconds rather than minutes.
+  end of the file only: a truncated JPEG or PNG lacks its end marker. On a COCO-sized JPEG it
+  costs 0.14 ms against 3.6 ms for the full check (measured on the development machine).
 
 ``decode`` is the loader's decode: libjpeg-turbo's DCT scaling (PIL draft mode) decodes at 1/2,
 1/4 or 1/8 scale whenever the region to keep is still at least the output size there, and the
-pixels go to torch without a copy.
+pixels reach torch with a single copy (PIL's).
 """
 
 from __future__ import annotations

@@ -85,26 +85,32 @@ def prepare_split(
         num_boxes = 0
         bar = tqdm(total=len(rows), desc=f"prepare {split}", unit="img", disable=_quiet(progress))
         try:
-            for row, path, result in zip(rows.tolist(), paths, _read_all(paths, workers)):
-                bar.update()
-                file_name = coco.file_names[row]
-                if isinstance(result, str):
-                    skipped.append({"file": file_name, "reason": result})
+            results = zip(rows.tolist(), _read_all(paths, workers))
+            while chunk := list(islice(results, _CHUNK * 4)):  # boxes are cleaned a chunk at a time
+                bar.update(len(chunk))
+                readable = []
+                for row, result in chunk:
+                    file_name = coco.file_names[row]
+                    reason = result if isinstance(result, str) else check_size(
+                        (int(coco.heights[row]), int(coco.widths[row])), (result.height, result.width))
+                    if reason:
+                        skipped.append({"file": file_name, "reason": reason})
+                    else:
+                        readable.append((row, result))
+                if not readable:
                     continue
-                mismatch = check_size((int(coco.heights[row]), int(coco.widths[row])),
-                                      (result.height, result.width))
-                if mismatch:
-                    skipped.append({"file": file_name, "reason": mismatch})
-                    continue
-                keep = builder.add(row, height=result.height, width=result.width)
-                if not keep.kept:
-                    continue
-                num_boxes += keep.boxes
-                location = writer.add(int(coco.image_ids[row]), result.data)
-                shard.append(location[0])
-                row_in_shard.append(location[1])
-                if result.converted_from:
-                    converted.append({"file": file_name, "from_mode": result.converted_from})
+                kept_boxes = builder.add_many(
+                    np.array([row for row, _ in readable]), heights=np.array([r.height for _, r in readable]),
+                    widths=np.array([r.width for _, r in readable]))
+                for (row, result), boxes in zip(readable, kept_boxes.tolist()):
+                    if not boxes:
+                        continue
+                    num_boxes += boxes
+                    location = writer.add(int(coco.image_ids[row]), result.data)
+                    shard.append(location[0])
+                    row_in_shard.append(location[1])
+                    if result.converted_from:
+                        converted.append({"file": coco.file_names[row], "from_mode": result.converted_from})
         except BaseException:
             writer.abort()
             raise
