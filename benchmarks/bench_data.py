@@ -408,42 +408,42 @@ def bench_scale(args) -> dict:
         generated = {**scale_folder(src, args.images, args.boxes, seed=0),
                      "seconds": round(time.perf_counter() - start, 1)}
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    # what a process that only imports ssdzoo (torch, timm, ...) holds: the floor of both runs below
-    process = subprocess.Popen([sys.executable, "-c", "import time, ssdzoo; time.sleep(2)"], env=env)
-    with TreeMonitor(process.pid) as monitor:
-        process.wait()
-    baseline = monitor.report()
+    # what a process that only imports ssdzoo (torch, timm, ...) holds: the floor of the runs below
+    _, baseline = run_measured([sys.executable, "-c", "import time, ssdzoo; time.sleep(2)"], env)
     command = [sys.executable, "-m", "ssdzoo", "prepare", "coco", str(src), str(packed),
                "--workers", str(args.workers), "--overwrite"]
     start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    with TreeMonitor(process.pid) as monitor:
-        output = process.communicate()[0].decode()
+    _, memory = run_measured(command, env)
     wall = time.perf_counter() - start
-    if process.returncode:
-        raise RuntimeError(f"prepare failed:\n{output}")
     summary = json.loads((packed / "train2017" / "summary.json").read_text())
     result = {
-        "mode": "scale", "generated": generated,
-        "import_ssdzoo_baseline": {k: baseline[k] for k in ("peak_total_pss_mib", "main_peak_rss_mib",
-                                                            "main_peak_uss_mib")},
+        "mode": "scale", "generated": generated, "import_ssdzoo_baseline": baseline,
         "prepare": {"command": " ".join(command[1:]), "wall_seconds": round(wall, 1),
                     "images_per_second_wall": round(args.images / wall, 1),
                     "images_per_second_in_prepare": summary["images_per_second"],
                     "images": summary["images"], "boxes": summary["boxes"],
-                    "bytes": summary["bytes"], "shards": summary["shards"], **monitor.report()},
+                    "bytes": summary["bytes"], "shards": summary["shards"], **memory},
         "loader": {},
     }
     for index_kind in ("flat_arrays", "json_objects"):
         command = [sys.executable, str(Path(__file__).resolve()), "_loader", "--out", str(out),
                    "--index", index_kind, "--batches", str(args.loader_batches)]
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        with TreeMonitor(process.pid, interval=0.25) as monitor:
-            output = process.communicate()[0].decode()
-        if process.returncode:
-            raise RuntimeError(f"loader run failed:\n{output}")
-        result["loader"][index_kind] = {**json.loads(output.strip().splitlines()[-1]), **monitor.report()}
+        output, memory = run_measured(command, env, interval=0.25)
+        result["loader"][index_kind] = {**json.loads(output.strip().splitlines()[-1]), **memory}
     return result
+
+
+def run_measured(command: list[str], env: dict, interval: float = 0.1) -> tuple[str, dict]:
+    """Run ``command``; return its output and memory: the exact peak RSS of its largest process
+    (the kernel's count, from wait4) and the sampled figures of ``TreeMonitor``."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with TreeMonitor(process.pid, interval=interval) as monitor:
+        output = process.stdout.read().decode()
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{output}")
+    return output, {"largest_process_peak_rss_mib": round(usage.ru_maxrss / 1024, 1), **monitor.report()}
 
 
 class JsonObjectsIndex(torch.utils.data.Dataset):
