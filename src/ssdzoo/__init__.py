@@ -9,6 +9,7 @@ The data flow, one function per arrow:
 
 from .anchors import default_boxes
 from .config import Config, ConfigError, load_config
+from .data import load_dataset
 from .loss import ssd_loss
 from .model import Detector, build_model
 from .postprocess import Detections, postprocess
@@ -19,5 +20,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Config", "ConfigError", "Detections", "Detector", "build_model", "decode", "default_boxes",
-    "encode", "load_config", "lr_schedule", "postprocess", "ssd_loss",
+    "encode", "load_config", "load_dataset", "lr_schedule", "postprocess", "ssd_loss",
 ]

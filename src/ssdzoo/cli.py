@@ -91,6 +91,60 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the .safetensors file to write")
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .data.packed import verify_packed
+    from .data.prepare import prepare_coco
+
+    if args.source == "verify":
+        problems = [p for folder in args.folders for p in verify_packed(folder)]
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(args.folders)} folder(s) checked: {'intact' if not problems else f'{len(problems)} problem(s)'}")
+        return 1 if problems else 0
+    summaries = prepare_coco(args.src, args.out, splits=args.splits, workers=args.workers,
+                             shard_size=args.shard_size, overwrite=args.overwrite)
+    for split, s in summaries.items():
+        print(f"{split}: {s['images']} images, {s['boxes']} boxes, {len(s['skipped'])} skipped, "
+              f"{s['shards']} shards, {s['images_per_second']} img/s -> {args.out}/{split}")
+    return 0
+
+
+def _prepare_args(p: argparse.ArgumentParser) -> None:
+    import os
+
+    sources = p.add_subparsers(dest="source", required=True)
+    coco = sources.add_parser("coco", help="COCO 2017 (annotations/instances_{split}.json + {split}/)")
+    coco.add_argument("src", help="COCO root folder")
+    coco.add_argument("out", help="output folder; each split goes to OUT/{split}")
+    coco.add_argument("--splits", nargs="+", default=None,
+                      help="splits to pack (default: those of train2017 val2017 that exist)")
+    coco.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                      help="decoding processes (default: CPU cores, at most 8)")
+    coco.add_argument("--shard-size", type=int, default=1024, help="images per shard")
+    coco.add_argument("--overwrite", action="store_true", help="replace existing OUT/{split}")
+    verify = sources.add_parser("verify", help="check packed split folders against their checksums")
+    verify.add_argument("folders", nargs="+", help="packed split folders (OUT/{split})")
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .data.synthetic import make_synthetic_coco
+
+    summary = make_synthetic_coco(args.out, seed=args.seed, num_train=args.train, num_val=args.val,
+                                  workers=args.workers)
+    for split, s in summary.items():
+        print(f"{split}: {s['images']} images, {s['boxes']} boxes ({s['small_boxes']} small) "
+              f"-> {args.out}/{split}")
+    return 0
+
+
+def _synth_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="output folder (COCO layout)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", type=int, default=3000, help="training images")
+    p.add_argument("--val", type=int, default=300, help="validation images")
+    p.add_argument("--workers", type=int, default=1, help="processes")
+
+
 COMMANDS = {
     "info": (cmd_info, "parameters, FLOPs, default boxes and feature maps of a config",
              lambda p: (_config_args(p), p.add_argument("--json", action="store_true",
@@ -99,6 +153,8 @@ COMMANDS = {
     "eval": (cmd_eval, "COCO mAP of a checkpoint on the config's val split", _eval_args),
     "convert": (cmd_convert, "a MindSpore .ckpt (seed SSD or MindCV backbone) as safetensors, "
                              "without MindSpore", _convert_args),
+    "prepare": (cmd_prepare, "pack a COCO folder into sharded, checksummed Arrow files", _prepare_args),
+    "synth": (cmd_synth, "write the synthetic shapes dataset (COCO layout, JPEG files)", _synth_args),
 }
 
 

@@ -1,0 +1,181 @@
+"""Image files: checked once when a dataset is indexed, decoded fast (reduced scale) when read.
+
+Two checks, one set of faults (missing, empty, not an image, truncated, undecodable):
+- ``read_image_file`` (used by ``prepare``) reads and decodes the whole file, and re-encodes
+  grayscale, CMYK, palette and alpha images as RGB JPEG, so the packed data holds RGB only.
+- ``probe_image_file`` (used when a raw COCO folder is read in place) reads the header and the
+  end of the file only: a truncated JPEG or PNG lacks its end marker. On a COCO-sized JPEG it
+  costs 0.14 ms against 3.6 ms for the full check (measured on the development machine).
+
+``decode`` is the loader's decode: libjpeg-turbo's DCT scaling (PIL draft mode) decodes at 1/2,
+1/4 or 1/8 scale whenever the region to keep is still at least the output size there, and the
+pixels reach torch with a single copy (PIL's).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+# Formats PIL decodes in-process. EPS and similar plug-ins run external programs; never used.
+ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF")
+# A JPEG ends with the EOI marker FF D9; an 0xFF byte inside entropy-coded data is always
+# followed by 0x00, so FF D9 near the end means the scan is complete. Some encoders pad after it.
+_JPEG_END, _PNG_END = b"\xff\xd9", b"IEND\xaeB`\x82"
+_TAIL_BYTES = 1024
+RGB_REENCODE_QUALITY = 95  # for the rare grayscale/CMYK image that prepare converts
+
+
+class ImageFileError(Exception):
+    """A file that cannot be used as an image; ``reason`` says why, for the summary."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ImageFile(NamedTuple):
+    """What prepare stores for one image."""
+
+    data: Optional[bytes]  # the file's own bytes, or an RGB JPEG re-encoding; None after a probe
+    height: int
+    width: int
+    converted_from: Optional[str]  # the PIL mode that was converted to RGB, if any
+
+
+def read_image_file(path: str | os.PathLike) -> ImageFile:
+    """Read and fully decode ``path``; raise ImageFileError naming the fault."""
+    data = _read_bytes(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+                width, height = image.size
+                mode = image.mode
+                image.load()  # raises on truncated or corrupt data
+                if mode == "RGB":
+                    return ImageFile(data, height, width, None)
+                buffer = io.BytesIO()
+                image.convert("RGB").save(buffer, format="JPEG", quality=RGB_REENCODE_QUALITY,
+                                          subsampling=0)
+                return ImageFile(buffer.getvalue(), height, width, mode)
+        except ImageFileError:
+            raise
+        except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... on bad data
+            raise ImageFileError(_decode_reason(err)) from None
+
+
+def probe_image_file(path: str | os.PathLike) -> ImageFile:
+    """Header and end-marker check of ``path`` without decoding; raise ImageFileError."""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise ImageFileError("missing file") from None
+    except OSError as err:
+        raise ImageFileError(f"unreadable file: {err.strerror}") from None
+    if size == 0:
+        raise ImageFileError("empty file")
+    try:
+        with open(path, "rb") as f:
+            with Image.open(f, formats=ALLOWED_FORMATS) as image:
+                width, height = image.size
+                image_format, mode = image.format, image.mode
+            f.seek(max(0, size - _TAIL_BYTES))
+            tail = f.read()
+    except Exception as err:
+        raise ImageFileError(_decode_reason(err)) from None
+    end_marker = {"JPEG": _JPEG_END, "PNG": _PNG_END}.get(image_format)
+    if end_marker is not None and end_marker not in tail:
+        raise ImageFileError("truncated file (no end marker)")
+    return ImageFile(None, height, width, None if mode == "RGB" else mode)
+
+
+def _read_bytes(path: str | os.PathLike) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageFileError("missing file") from None
+    except IsADirectoryError:
+        raise ImageFileError("not a file") from None
+    except OSError as err:
+        raise ImageFileError(f"unreadable file: {err.strerror}") from None
+    if not data:
+        raise ImageFileError("empty file")
+    return data
+
+
+def _decode_reason(err: Exception) -> str:
+    if isinstance(err, Image.UnidentifiedImageError):
+        return "not an image (unknown format)"
+    if isinstance(err, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return "image too large (decompression bomb limit)"
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if "truncated" in text:
+        return f"truncated file ({text})"
+    return f"not decodable ({text})"
+
+
+class CropRect(NamedTuple):
+    """A region of an image in whole pixels: columns x0..x1, rows y0..y1 (ends exclusive)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+
+class Decoded(NamedTuple):
+    """A decoded region of an image file."""
+
+    image: Tensor  # (3, h, w) uint8 RGB; shares the decoder's read-only buffer: never write to it
+    crop: CropRect  # the region of the full image it shows, in full-image pixels
+    scale: int  # decoded at 1/scale: (h, w) = the crop's size / scale (rounded up at the edge)
+
+
+def reduced_scale(crop_hw: tuple[int, int], size_hw: tuple[int, int]) -> int:
+    """The largest JPEG DCT scale s in (8, 4, 2, 1) at which a crop still covers ``size_hw``.
+
+    >>> reduced_scale((480, 640), (300, 300)), reduced_scale((480, 640), (128, 128))
+    (1, 2)
+    """
+    factor = min(crop_hw[0] // size_hw[0], crop_hw[1] // size_hw[1])
+    return next((s for s in (8, 4, 2) if factor >= s), 1)
+
+
+def decode(data: bytes, *, crop: Optional[CropRect] = None,
+           size_hw: Optional[tuple[int, int]] = None) -> Decoded:
+    """Decode ``crop`` of ``data`` (the whole image if None).
+
+    With ``size_hw`` (what the crop will be resized to), a JPEG is decoded at the largest DCT
+    scale 1/s at which the crop is still at least ``size_hw`` (libjpeg-turbo's scaled IDCT, PIL
+    draft mode): no detail the output can show is lost. The crop is then widened to multiples
+    of s so that it falls on whole decoded pixels; ``Decoded.crop`` is the widened crop.
+    """
+    image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    full_w, full_h = image.size
+    crop = crop or CropRect(0, 0, full_w, full_h)
+    scale = 1
+    if size_hw is not None and image.format == "JPEG":
+        scale = reduced_scale((crop.y1 - crop.y0, crop.x1 - crop.x0), size_hw)
+    if scale > 1:
+        drafted = image.draft("RGB", (full_w // scale, full_h // scale))
+        if drafted is None or round(full_w / drafted[1][2]) != scale:  # not a plain JPEG
+            scale = 1
+        else:
+            crop = CropRect(crop.x0 // scale * scale, crop.y0 // scale * scale,
+                            min(full_w, -(-crop.x1 // scale) * scale), min(full_h, -(-crop.y1 // scale) * scale))
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch: the array is read-only; we only read
+        pixels = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)  # (3, h, w) view of PIL bytes
+    region = pixels[:, crop.y0 // scale:-(-crop.y1 // scale), crop.x0 // scale:-(-crop.x1 // scale)]
+    return Decoded(region, crop, scale)
