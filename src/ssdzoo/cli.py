@@ -37,7 +37,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .engine.train import train
 
-    summary = train(load_config(args.config, args.overrides), resume=args.resume)
+    summary = train(load_config(args.config, args.overrides), resume=args.resume, epochs=args.epochs)
     if summary["best"]:
         print(f"best checkpoint: {summary['best']} (AP {summary['best_ap']:.4f})")
     print(f"last checkpoint: {summary['last']}")
@@ -59,13 +59,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(format_table(stats))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({**stats, "config": args.config, "checkpoint": str(args.checkpoint)}, f, indent=2)
+            # COCOeval's -1 (no ground truth of that size) becomes null
+            values = {k: (v if v >= 0 else None) for k, v in stats.items()}
+            json.dump({**values, "config": args.config, "checkpoint": str(args.checkpoint)}, f, indent=2)
     return 0
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     _config_args(p)
     p.add_argument("--resume", metavar="CKPT", help="continue a run from its last.pt")
+    p.add_argument("--epochs", type=int, metavar="N", help="stop after N epochs of this run (resume later)")
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:

@@ -50,17 +50,20 @@ class Progress:
     best_ap: float = -1.0
 
 
-def train(cfg: Config, *, resume: Optional[str | Path] = None, progress_bar: Optional[bool] = None) -> dict:
+def train(cfg: Config, *, resume: Optional[str | Path] = None, epochs: Optional[int] = None,
+          progress_bar: Optional[bool] = None) -> dict:
     """Train ``cfg`` on ``cfg.data_dir``; checkpoints and records go to ``cfg.ckpt_save_dir``.
 
-    Under torchrun each process trains on its own part of the data with DDP. Returns a summary
-    (epochs, checkpoint paths, best and last validation metrics).
+    ``resume`` continues from a checkpoint's position; ``epochs`` stops this call after that
+    many epochs (the schedule still spans ``epoch_size``; resume later to go on). Under torchrun
+    each process trains on its own part of the data with DDP. Returns a summary (epochs,
+    checkpoint paths, best and last validation metrics).
     """
     info = DistInfo.from_env()
     device = resolve_device(cfg.device, info)
     init_process_group(info, device)
     try:
-        return _Run(cfg, info, device, progress_bar).fit(resume)
+        return _Run(cfg, info, device, progress_bar).fit(resume, epochs)
     finally:
         if info.enabled:
             torch.distributed.destroy_process_group()
@@ -202,7 +205,7 @@ class _Run:
         self.progress = Progress(ckpt["epoch"], ckpt["step"], ckpt["best_ap"])
 
     # --- the loop ------------------------------------------------------------------------------
-    def fit(self, resume: Optional[str | Path]) -> dict:
+    def fit(self, resume: Optional[str | Path], epochs: Optional[int]) -> dict:
         cfg, info = self.cfg, self.info
         if resume:
             self.restore(resume)
@@ -214,9 +217,9 @@ class _Run:
                      cfg.backbone, self.device, len(self.train_set), self.steps_per_epoch, cfg.epoch_size,
                      cfg.batch_size, info.world_size, self.amp_dtype or "fp32")
         metrics = None
-        epochs = tqdm(range(self.progress.epoch, cfg.epoch_size), desc="epochs", initial=self.progress.epoch,
-                      total=cfg.epoch_size, disable=not self.show_progress)
-        for epoch in epochs:
+        stop = cfg.epoch_size if epochs is None else min(cfg.epoch_size, self.progress.epoch + epochs)
+        for epoch in tqdm(range(self.progress.epoch, stop), desc="epochs", initial=self.progress.epoch,
+                          total=cfg.epoch_size, disable=not self.show_progress):
             loss, seconds = self.train_epoch(epoch)
             self.progress.epoch = epoch + 1
             metrics = self.maybe_evaluate(epoch + 1)
