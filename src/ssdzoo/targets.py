@@ -36,12 +36,31 @@ def match_anchors(iou: Tensor, valid: Tensor, *, threshold: float) -> tuple[Tens
     The result is the same as taking, per anchor, the first ground truth with the highest score,
     if that score is over the threshold: later ground truths win only with a strictly higher one.
     """
-    scores = iou.masked_fill(~valid[..., None], -1.0)
-    best_anchor = scores.argmax(dim=2, keepdim=True)  # (N, G, 1): first index on ties
-    forced = torch.full_like(best_anchor, 2.0, dtype=scores.dtype).masked_fill(~valid[..., None], -1.0)
-    scores = scores.scatter(2, best_anchor, forced)
+    scores = force_best_anchors(iou.masked_fill(~valid[..., None], -1.0), valid)
     best_score, matched_gt = scores.max(dim=1)  # (N, A): first ground truth on ties
     return matched_gt, best_score > threshold
+
+
+def force_best_anchors(scores: Tensor, valid: Tensor) -> Tensor:
+    """Give each valid ground truth's best anchor (the first on ties) score 2.0, in place.
+
+    scores: (N, G, A) IoU, -1 on padding rows; valid: (N, G) bool. Returns ``scores``.
+    """
+    best_anchor = scores.argmax(dim=2, keepdim=True)  # (N, G, 1): first index on ties
+    forced = torch.where(valid, 2.0, -1.0).to(scores.dtype)[..., None]  # padding rows stay -1
+    return scores.scatter_(2, best_anchor, forced)
+
+
+def match_scores(gt_boxes_xyxy: Tensor, valid: Tensor, anchors_xyxy: Tensor) -> Tensor:
+    """The scores ``match_anchors`` compares, computed from the boxes: (N, G, A) IoU, -1 on
+    padding rows, 2.0 at each valid ground truth's best anchor.
+
+    gt_boxes_xyxy: (N, G, 4); valid: (N, G) bool; anchors_xyxy: (A, 4). Padding rows become
+    empty boxes (IoU exactly 0), so one vectorized add marks them -1 instead of a masked fill.
+    """
+    boxes_xyxy = torch.where(valid[..., None], gt_boxes_xyxy, 0.0)
+    row_offset = (valid.to(boxes_xyxy.dtype) - 1.0)[..., None]  # (N, G, 1): 0 valid, -1 padding
+    return force_best_anchors(pairwise_iou(boxes_xyxy, anchors_xyxy).add_(row_offset), valid)
 
 
 def encode(
@@ -53,6 +72,10 @@ def encode(
     anchors_cxcywh: (A, 4). Returns ``target_loc`` (N, A, 4) float32 (dx, dy, dw, dh), zero on
     unmatched anchors, and ``target_labels`` (N, A) int64, 0 = background.
     Matching uses the unclipped anchors' corners, as the seed does.
+
+    On the CPU only the positive anchors (a few per ground truth) get a matched ground truth and
+    offsets; on other devices every anchor does, which avoids the host sync that finding the
+    positives would cost there. Both give the same targets.
     """
     num_images, num_gt = gt_labels.shape
     anchors = anchors_cxcywh.to(gt_boxes_xyxy.device)
@@ -64,20 +87,57 @@ def encode(
         return (torch.zeros(num_images, len(anchors), 4, device=anchors.device),
                 torch.zeros(num_images, len(anchors), dtype=torch.int64, device=anchors.device))
 
+    assign = assign_positives if gt_boxes_xyxy.device.type == "cpu" else assign_all
     per_chunk = max(1, _IOU_CHUNK_ELEMENTS // (num_gt * len(anchors)))
-    matched_gt, positive = [], []
+    target_loc, target_labels = [], []
     for start in range(0, num_images, per_chunk):
-        stop = start + per_chunk
-        iou = pairwise_iou(gt_boxes_xyxy[start:stop], anchors_xyxy)  # (n, G, A)
-        gt_index, is_positive = match_anchors(iou, valid[start:stop], threshold=cfg.match_threshold)
-        matched_gt.append(gt_index)
-        positive.append(is_positive)
-    matched_gt, positive = torch.cat(matched_gt), torch.cat(positive)
+        chunk = slice(start, start + per_chunk)
+        scores = match_scores(gt_boxes_xyxy[chunk], valid[chunk], anchors_xyxy)  # (n, G, A)
+        loc, labels = assign(scores, gt_boxes_xyxy[chunk], gt_labels[chunk], anchors,
+                             threshold=cfg.match_threshold, prior_scaling=cfg.prior_scaling)
+        target_loc.append(loc)
+        target_labels.append(labels)
+    if len(target_loc) == 1:
+        return target_loc[0], target_labels[0]
+    return torch.cat(target_loc), torch.cat(target_labels)
 
+
+def assign_all(
+    scores: Tensor, gt_boxes_xyxy: Tensor, gt_labels: Tensor, anchors_cxcywh: Tensor, *,
+    threshold: float, prior_scaling: tuple[float, float],
+) -> tuple[Tensor, Tensor]:
+    """Targets from ``match_scores`` (N, G, A), computed for every anchor and then masked.
+
+    Returns (N, A, 4) offsets and (N, A) int64 labels, zero where no ground truth scores over
+    ``threshold``. Fixed shapes: no host sync on an accelerator.
+    """
+    best_score, matched_gt = scores.max(dim=1)  # (N, A): first ground truth on ties
+    positive = best_score > threshold
     target_labels = gt_labels.long().gather(1, matched_gt).masked_fill(~positive, 0)
     boxes_xyxy = gt_boxes_xyxy.gather(1, matched_gt[..., None].expand(-1, -1, 4))  # (N, A, 4)
-    target_loc = encode_offsets(boxes_xyxy, anchors, prior_scaling=cfg.prior_scaling)
+    target_loc = encode_offsets(boxes_xyxy, anchors_cxcywh, prior_scaling=prior_scaling)
     return target_loc.masked_fill(~positive[..., None], 0.0), target_labels
+
+
+def assign_positives(
+    scores: Tensor, gt_boxes_xyxy: Tensor, gt_labels: Tensor, anchors_cxcywh: Tensor, *,
+    threshold: float, prior_scaling: tuple[float, float],
+) -> tuple[Tensor, Tensor]:
+    """``assign_all``'s result, computed on the positive anchors only.
+
+    A few percent of the anchors are positive, so this skips most of the work (the per-anchor
+    argmax over ground truths and the offsets); finding them is a data-dependent shape, which
+    costs a host sync on an accelerator.
+    """
+    num_images, _, num_anchors = scores.shape
+    image_i, anchor_i = torch.nonzero(scores.amax(dim=1) > threshold, as_tuple=True)  # (P,)
+    gt_i = scores[image_i, :, anchor_i].argmax(dim=1)  # (P,): first ground truth on ties
+    target_labels = torch.zeros(num_images, num_anchors, dtype=torch.int64, device=scores.device)
+    target_labels[image_i, anchor_i] = gt_labels[image_i, gt_i].long()
+    target_loc = gt_boxes_xyxy.new_zeros(num_images, num_anchors, 4)
+    target_loc[image_i, anchor_i] = encode_offsets(gt_boxes_xyxy[image_i, gt_i], anchors_cxcywh[anchor_i],
+                                                   prior_scaling=prior_scaling)
+    return target_loc, target_labels
 
 
 def encode_offsets(boxes_xyxy: Tensor, anchors_cxcywh: Tensor, *, prior_scaling: tuple[float, float]) -> Tensor:
