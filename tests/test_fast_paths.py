@@ -211,3 +211,15 @@ def test_padded_nms_is_greedy_nms(seed):
             scores = -rows.double().numpy()
             kept = seed_nms(boxes_px[g, rows][:, [1, 0, 3, 2]].numpy(), scores, threshold=0.3, max_boxes=k)
             assert sorted(rows[kept].tolist()) == keep[g].nonzero()[:, 0].tolist()
+
+
+def test_benchmarks_run_and_agree_with_the_seed():
+    """The benchmark functions on tiny settings (one timed run: figures are not checked here)."""
+    from ssdzoo.bench.box_ops import bench_encode, bench_postprocess
+
+    encode_result = bench_encode(batch=2, boxes_per_image=3, repeats=1, thread_counts=(1,))
+    assert encode_result["labels_identical"] and encode_result["loc_max_abs_diff"] < 1e-5
+    assert encode_result["timings"]["1_threads"]["speedup"] > 0
+    post = bench_postprocess(cases=(("sparse", 0.002, 0, 0), ("clustered", 0.0, 2, 6)), batch=2, repeats=1,
+                             thread_counts=(1,))
+    assert all(case["identical"] for case in post["cases"].values())

@@ -9,6 +9,7 @@ max_boxes survivors is settled, and the rest are redone with 2k, 4k, ... candida
 
 from __future__ import annotations
 
+import bisect
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -28,8 +29,11 @@ class Detections(NamedTuple):
     labels: Tensor  # (K,) int64, 1..num_classes-1; ordered by label, then score descending
 
 
-# Pairwise IoU tables of (groups, k, k) float64 are built this many elements at a time.
+# Groups go through NMS as padded (groups, k, k) float64 IoU tables of at most this many
+# elements (2 MiB: they stay in cache and malloc reuses them), and of at least the small size
+# before groups are split by size (fewer, larger calls when the tables are small anyway).
 _NMS_CHUNK_ELEMENTS = 1 << 18
+_NMS_SMALL_ELEMENTS = 1 << 14
 
 
 def postprocess(boxes_xyxy: Tensor, probs: Tensor, cfg: "Config", image_hw: Tensor) -> list[Detections]:
@@ -64,8 +68,12 @@ def ranked_candidates(class_probs: Tensor, *, min_score: float) -> tuple[Tensor,
     ``class_i`` (0-based) and ``scores``, each (P,), ordered by image, class, score descending,
     then anchor (the seed's order among equal scores is numpy's unstable sort's).
     """
-    image_i, anchor_i, class_i = torch.nonzero(class_probs > min_score, as_tuple=True)  # by anchor, then class
-    scores = class_probs[image_i, anchor_i, class_i].float()
+    # anchors with any class over the threshold first (a max the CPU vectorizes), then their classes:
+    # with a trained model most anchors have none
+    image_i, anchor_i = torch.nonzero(class_probs.amax(dim=2) > min_score, as_tuple=True)  # (R,)
+    rows = class_probs[image_i, anchor_i]  # (R, K)
+    row_i, class_i = torch.nonzero(rows > min_score, as_tuple=True)  # by anchor, then class
+    image_i, anchor_i, scores = image_i[row_i], anchor_i[row_i], rows[row_i, class_i].float()
     # one stable sort on (group, score descending): positive floats order like their bits
     descending = (1 << 31) - 1 - scores.view(torch.int32).long()
     order = torch.sort((image_i * class_probs.shape[2] + class_i) << 31 | descending, stable=True).indices
@@ -86,19 +94,45 @@ def greedy_nms(boxes_px: Tensor, group: Tensor, *, threshold: float, max_keep: i
         return keep
     _, counts = torch.unique_consecutive(group, return_counts=True)  # (G,)
     starts = counts.cumsum(0) - counts
-    k = min(top_k, int(counts.max()))
-    while True:
-        rank = torch.arange(k, device=group.device)
-        valid = rank < counts[:, None]  # (G, k)
-        index = (starts[:, None] + rank).clamp_(max=len(group) - 1)  # padding slots: any real box
-        kept = greedy_nms_padded(boxes_px[index], valid, threshold=threshold)
-        kept &= kept.cumsum(1) <= max_keep
-        settled = (counts <= k) | (kept.sum(1) >= max_keep)
-        keep[index[kept & settled[:, None]]] = True
+    limit = top_k
+    while len(counts):
+        settled = _nms_round(boxes_px, starts, counts, keep, limit=limit, threshold=threshold, max_keep=max_keep)
         counts, starts = counts[~settled], starts[~settled]
-        if len(counts) == 0:
-            return keep
-        k = min(2 * k, int(counts.max()))
+        limit *= 2
+    return keep
+
+
+def _nms_round(boxes_px: Tensor, starts: Tensor, counts: Tensor, keep: Tensor, *, limit: int,
+               threshold: float, max_keep: int) -> Tensor:
+    """NMS of each group's best ``limit`` boxes; marks the survivors of settled groups in
+    ``keep`` (P,) and returns which groups (G,) are settled.
+
+    Groups go in chunks of similar size, largest first, each padded to its largest group: a
+    chunk holds the groups of more than half that size (or as many as make a small table),
+    so that a few large groups do not pad every other one to their size.
+    """
+    order = torch.argsort(counts, descending=True)
+    sizes = counts[order].clamp(max=limit).tolist()  # descending
+    negated = [-size for size in sizes]  # ascending, for bisect
+    settled = torch.zeros_like(counts, dtype=torch.bool)
+    first = 0
+    while first < len(sizes):
+        k = sizes[first]
+        fits = max(1, _NMS_CHUNK_ELEMENTS // k ** 2)
+        similar = bisect.bisect_left(negated, -(k // 2), lo=first)  # the sizes over k // 2
+        last = min(first + fits, max(similar, first + _NMS_SMALL_ELEMENTS // k ** 2), len(sizes))
+        groups = order[first:last]
+        rank = torch.arange(k, device=counts.device)
+        valid = rank < counts[groups, None]  # (g, k)
+        index = (starts[groups, None] + rank).clamp_(max=len(keep) - 1)  # padding slots: any real box
+        kept = greedy_nms_padded(boxes_px[index], valid, threshold=threshold)
+        if k > max_keep:
+            kept &= kept.cumsum(1) <= max_keep
+        done = (counts[groups] <= k) | (kept.sum(1) >= max_keep)  # (g,)
+        keep[index[kept & done[:, None]]] = True
+        settled[groups] = done
+        first = last
+    return settled
 
 
 def greedy_nms_padded(boxes_px: Tensor, valid: Tensor, *, threshold: float) -> Tensor:
@@ -112,16 +146,6 @@ def greedy_nms_padded(boxes_px: Tensor, valid: Tensor, *, threshold: float) -> T
     answer when nothing changes: a few rounds of one batched matrix product each, where the
     seed loops once per survivor.
     """
-    keep = torch.empty_like(valid)
-    per_chunk = max(1, _NMS_CHUNK_ELEMENTS // valid.shape[1] ** 2)
-    for start in range(0, len(valid), per_chunk):
-        chunk = slice(start, start + per_chunk)
-        keep[chunk] = _greedy_nms_fixed_point(boxes_px[chunk], valid[chunk], threshold=threshold)
-    return keep
-
-
-def _greedy_nms_fixed_point(boxes_px: Tensor, valid: Tensor, *, threshold: float) -> Tensor:
-    """``greedy_nms_padded`` for one chunk of groups."""
     # (i, j): box i ranks above box j and overlaps it; padding never survives, so never suppresses
     suppresses = (pairwise_pixel_iou(boxes_px, boxes_px) > threshold).triu_(1).float()  # (G, k, k)
     keep = valid

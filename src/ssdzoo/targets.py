@@ -46,9 +46,25 @@ def force_best_anchors(scores: Tensor, valid: Tensor) -> Tensor:
 
     scores: (N, G, A) IoU, -1 on padding rows; valid: (N, G) bool. Returns ``scores``.
     """
-    best_anchor = scores.argmax(dim=2, keepdim=True)  # (N, G, 1): first index on ties
+    best_anchor = first_argmax(scores, dim=2)  # (N, G, 1)
     forced = torch.where(valid, 2.0, -1.0).to(scores.dtype)[..., None]  # padding rows stay -1
     return scores.scatter_(2, best_anchor, forced)
+
+
+def first_argmax(x: Tensor, *, dim: int) -> Tensor:
+    """``x.argmax(dim, keepdim=True)``, the first index of the maximum, for finite float x.
+
+    Built from ops the CPU vectorizes, about twice as fast there as argmax: ``x - max`` is 0
+    exactly at the maxima and negative elsewhere, so ``sign * length - index`` is -index at a
+    maximum and below -length elsewhere, and its max picks the first maximum. The index must
+    be exact in x's dtype (length < 2^23 for float32).
+    """
+    shape = [1] * x.dim()
+    shape[dim] = x.shape[dim]
+    neg_index = -torch.arange(x.shape[dim], dtype=x.dtype, device=x.device).view(shape)
+    is_max = (x - x.amax(dim, keepdim=True)).sign_()  # 0 at a maximum, -1 elsewhere
+    key = torch.add(neg_index, is_max, alpha=x.shape[dim])
+    return key.amax(dim, keepdim=True).neg_().long()
 
 
 def match_scores(gt_boxes_xyxy: Tensor, valid: Tensor, anchors_xyxy: Tensor) -> Tensor:
@@ -131,7 +147,7 @@ def assign_positives(
     """
     num_images, _, num_anchors = scores.shape
     image_i, anchor_i = torch.nonzero(scores.amax(dim=1) > threshold, as_tuple=True)  # (P,)
-    gt_i = scores[image_i, :, anchor_i].argmax(dim=1)  # (P,): first ground truth on ties
+    gt_i = scores.transpose(1, 2)[image_i, anchor_i].argmax(dim=1)  # (P,): first ground truth on ties
     target_labels = torch.zeros(num_images, num_anchors, dtype=torch.int64, device=scores.device)
     target_labels[image_i, anchor_i] = gt_labels[image_i, gt_i].long()
     target_loc = gt_boxes_xyxy.new_zeros(num_images, num_anchors, 4)
