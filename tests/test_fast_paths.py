@@ -11,7 +11,7 @@ from ssdzoo.bench.box_ops import random_ground_truth, same_detections
 from ssdzoo.bench.seed_reference import seed_encode, seed_nms, seed_postprocess
 from ssdzoo.boxes import cxcywh_to_xyxy, pairwise_iou
 from ssdzoo.postprocess import greedy_nms, greedy_nms_padded, ranked_candidates, select_detections
-from ssdzoo.targets import assign_all, assign_positives, encode_offsets, match_anchors, match_scores
+from ssdzoo.targets import assign_all, assign_positives, encode_offsets, first_argmax, match_anchors
 
 
 def _cfg(recipe="ssd_mobilenetv2"):
@@ -105,12 +105,19 @@ def test_positive_only_and_every_anchor_assignments_agree():
     cfg = _cfg()
     anchors_cxcywh = ssdzoo.default_boxes(cfg)
     anchors_xyxy = cxcywh_to_xyxy(anchors_cxcywh.double()).float()
-    gt_boxes_xyxy, gt_labels = _ground_truth("ties", seed=5)
-    scores = match_scores(gt_boxes_xyxy, gt_labels > 0, anchors_xyxy)
-    kwargs = dict(threshold=cfg.match_threshold, prior_scaling=cfg.prior_scaling)
-    sparse = assign_positives(scores, gt_boxes_xyxy, gt_labels, anchors_cxcywh.float(), **kwargs)
-    dense = assign_all(scores, gt_boxes_xyxy, gt_labels, anchors_cxcywh.float(), **kwargs)
-    assert torch.equal(sparse[1], dense[1]) and torch.equal(sparse[0], dense[0])
+    for kind in ("ties", "padding"):
+        gt_boxes_xyxy, gt_labels = _ground_truth(kind, seed=5)
+        args = (gt_boxes_xyxy, gt_labels, anchors_xyxy, anchors_cxcywh.float())
+        kwargs = dict(threshold=cfg.match_threshold, prior_scaling=cfg.prior_scaling)
+        sparse, dense = assign_positives(*args, **kwargs), assign_all(*args, **kwargs)
+        assert torch.equal(sparse[1], dense[1]) and torch.equal(sparse[0], dense[0])
+
+
+def test_first_argmax_is_argmax():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 4, (5, 6, 7), generator=generator).float()  # many ties
+    for dim in (0, 1, 2, -1):
+        assert torch.equal(first_argmax(x, dim=dim), x.argmax(dim=dim, keepdim=True))
 
 
 def _predictions(num_anchors, num_classes, *, density, clusters=0, cluster_size=0, seed):

@@ -36,19 +36,12 @@ def match_anchors(iou: Tensor, valid: Tensor, *, threshold: float) -> tuple[Tens
     The result is the same as taking, per anchor, the first ground truth with the highest score,
     if that score is over the threshold: later ground truths win only with a strictly higher one.
     """
-    scores = force_best_anchors(iou.masked_fill(~valid[..., None], -1.0), valid)
+    scores = iou.masked_fill(~valid[..., None], -1.0)
+    best_anchor = scores.argmax(dim=2, keepdim=True)  # (N, G, 1): first index on ties
+    forced = torch.full_like(best_anchor, 2.0, dtype=scores.dtype).masked_fill(~valid[..., None], -1.0)
+    scores = scores.scatter(2, best_anchor, forced)
     best_score, matched_gt = scores.max(dim=1)  # (N, A): first ground truth on ties
     return matched_gt, best_score > threshold
-
-
-def force_best_anchors(scores: Tensor, valid: Tensor) -> Tensor:
-    """Give each valid ground truth's best anchor (the first on ties) score 2.0, in place.
-
-    scores: (N, G, A) IoU, -1 on padding rows; valid: (N, G) bool. Returns ``scores``.
-    """
-    best_anchor = first_argmax(scores, dim=2)  # (N, G, 1)
-    forced = torch.where(valid, 2.0, -1.0).to(scores.dtype)[..., None]  # padding rows stay -1
-    return scores.scatter_(2, best_anchor, forced)
 
 
 def first_argmax(x: Tensor, *, dim: int) -> Tensor:
@@ -68,15 +61,19 @@ def first_argmax(x: Tensor, *, dim: int) -> Tensor:
 
 
 def match_scores(gt_boxes_xyxy: Tensor, valid: Tensor, anchors_xyxy: Tensor) -> Tensor:
-    """The scores ``match_anchors`` compares, computed from the boxes: (N, G, A) IoU, -1 on
-    padding rows, 2.0 at each valid ground truth's best anchor.
+    """The scores ``match_anchors`` compares, from the boxes: (N, G, A) IoU, 2.0 at each real
+    ground truth's best anchor (the first on ties), -1 on padding rows.
 
-    gt_boxes_xyxy: (N, G, 4); valid: (N, G) bool; anchors_xyxy: (A, 4). Padding rows become
-    empty boxes (IoU exactly 0), so one vectorized add marks them -1 instead of a masked fill.
+    gt_boxes_xyxy: (N, G, 4); valid: (N, G) bool; anchors_xyxy: (A, 4). Only the real ground
+    truths' IoU is computed: a batch is padded to its fullest image, often several times the
+    average. Their positions are a data-dependent shape (a host sync on an accelerator).
     """
-    boxes_xyxy = torch.where(valid[..., None], gt_boxes_xyxy, 0.0)
-    row_offset = (valid.to(boxes_xyxy.dtype) - 1.0)[..., None]  # (N, G, 1): 0 valid, -1 padding
-    return force_best_anchors(pairwise_iou(boxes_xyxy, anchors_xyxy).add_(row_offset), valid)
+    image_r, gt_r = torch.nonzero(valid, as_tuple=True)  # (V,) the real ground truths
+    iou = pairwise_iou(gt_boxes_xyxy[image_r, gt_r], anchors_xyxy)  # (V, A)
+    iou.scatter_(1, first_argmax(iou, dim=1), 2.0)
+    scores = iou.new_full((*valid.shape, len(anchors_xyxy)), -1.0)
+    scores[image_r, gt_r] = iou
+    return scores
 
 
 def encode(
@@ -89,16 +86,15 @@ def encode(
     unmatched anchors, and ``target_labels`` (N, A) int64, 0 = background.
     Matching uses the unclipped anchors' corners, as the seed does.
 
-    On the CPU only the positive anchors (a few per ground truth) get a matched ground truth and
-    offsets; on other devices every anchor does, which avoids the host sync that finding the
-    positives would cost there. Both give the same targets.
+    On the CPU the work follows the data (``assign_positives``: real ground truths, positive
+    anchors); on other devices it keeps fixed shapes (``assign_all``), so that no host sync
+    stalls the queue. Both give the same targets.
     """
     num_images, num_gt = gt_labels.shape
     anchors = anchors_cxcywh.to(gt_boxes_xyxy.device)
     # corners from the float64 centres/sizes, rounded once, as the seed's numpy does
     anchors_xyxy = cxcywh_to_xyxy(anchors.double()).to(gt_boxes_xyxy.dtype)
     anchors = anchors.to(gt_boxes_xyxy.dtype)
-    valid = gt_labels > 0
     if num_gt == 0:
         return (torch.zeros(num_images, len(anchors), 4, device=anchors.device),
                 torch.zeros(num_images, len(anchors), dtype=torch.int64, device=anchors.device))
@@ -108,8 +104,7 @@ def encode(
     target_loc, target_labels = [], []
     for start in range(0, num_images, per_chunk):
         chunk = slice(start, start + per_chunk)
-        scores = match_scores(gt_boxes_xyxy[chunk], valid[chunk], anchors_xyxy)  # (n, G, A)
-        loc, labels = assign(scores, gt_boxes_xyxy[chunk], gt_labels[chunk], anchors,
+        loc, labels = assign(gt_boxes_xyxy[chunk], gt_labels[chunk], anchors_xyxy, anchors,
                              threshold=cfg.match_threshold, prior_scaling=cfg.prior_scaling)
         target_loc.append(loc)
         target_labels.append(labels)
@@ -119,16 +114,17 @@ def encode(
 
 
 def assign_all(
-    scores: Tensor, gt_boxes_xyxy: Tensor, gt_labels: Tensor, anchors_cxcywh: Tensor, *,
+    gt_boxes_xyxy: Tensor, gt_labels: Tensor, anchors_xyxy: Tensor, anchors_cxcywh: Tensor, *,
     threshold: float, prior_scaling: tuple[float, float],
 ) -> tuple[Tensor, Tensor]:
-    """Targets from ``match_scores`` (N, G, A), computed for every anchor and then masked.
+    """``encode``'s targets for one chunk, computed for every (ground truth, anchor) pair and
+    then masked: fixed shapes, no host sync (the accelerator path).
 
-    Returns (N, A, 4) offsets and (N, A) int64 labels, zero where no ground truth scores over
-    ``threshold``. Fixed shapes: no host sync on an accelerator.
+    gt_boxes_xyxy: (N, G, 4); gt_labels: (N, G); anchors: (A, 4) as corners and as
+    centre/size. Returns (N, A, 4) offsets and (N, A) int64 labels.
     """
-    best_score, matched_gt = scores.max(dim=1)  # (N, A): first ground truth on ties
-    positive = best_score > threshold
+    iou = pairwise_iou(gt_boxes_xyxy, anchors_xyxy)  # (N, G, A)
+    matched_gt, positive = match_anchors(iou, gt_labels > 0, threshold=threshold)
     target_labels = gt_labels.long().gather(1, matched_gt).masked_fill(~positive, 0)
     boxes_xyxy = gt_boxes_xyxy.gather(1, matched_gt[..., None].expand(-1, -1, 4))  # (N, A, 4)
     target_loc = encode_offsets(boxes_xyxy, anchors_cxcywh, prior_scaling=prior_scaling)
@@ -136,15 +132,14 @@ def assign_all(
 
 
 def assign_positives(
-    scores: Tensor, gt_boxes_xyxy: Tensor, gt_labels: Tensor, anchors_cxcywh: Tensor, *,
+    gt_boxes_xyxy: Tensor, gt_labels: Tensor, anchors_xyxy: Tensor, anchors_cxcywh: Tensor, *,
     threshold: float, prior_scaling: tuple[float, float],
 ) -> tuple[Tensor, Tensor]:
-    """``assign_all``'s result, computed on the positive anchors only.
-
-    A few percent of the anchors are positive, so this skips most of the work (the per-anchor
-    argmax over ground truths and the offsets); finding them is a data-dependent shape, which
-    costs a host sync on an accelerator.
+    """``assign_all``'s result from the real ground truths and the positive anchors only (the
+    CPU path): a few percent of the anchors are positive, so the per-anchor choice of a ground
+    truth and the offsets are computed for those alone.
     """
+    scores = match_scores(gt_boxes_xyxy, gt_labels > 0, anchors_xyxy)  # (N, G, A)
     num_images, _, num_anchors = scores.shape
     image_i, anchor_i = torch.nonzero(scores.amax(dim=1) > threshold, as_tuple=True)  # (P,)
     gt_i = scores.transpose(1, 2)[image_i, anchor_i].argmax(dim=1)  # (P,): first ground truth on ties
