@@ -91,6 +91,27 @@ def test_encode_matches_the_seed(kind):
     np.testing.assert_array_equal(loc[..., :2].numpy(), seed_loc[..., :2])  # the centre offsets use no log
 
 
+def test_best_anchor_ties_and_forcing_match_the_reference_and_the_seed():
+    """A box halfway between two equal anchors has the same IoU (0.579) with both: its forced best
+    anchor is the first. With a second box equal to that anchor, both force it to 2.0 and the
+    earlier ground truth wins it, in either order; on the seed's side too."""
+    cfg = _cfg()
+    anchors_cxcywh = ssdzoo.default_boxes(cfg)
+    anchors_xyxy = cxcywh_to_xyxy(anchors_cxcywh.double()).float()
+    centre = (anchors_cxcywh[12, :2] + anchors_cxcywh[15, :2]) / 2  # level 0, next column, same size
+    halfway = cxcywh_to_xyxy(torch.cat([centre, torch.tensor([0.1, 0.1], dtype=torch.float64)])).float()
+    iou = pairwise_iou(halfway[None], anchors_xyxy)[0]
+    assert iou[12] == iou[15] == iou.max() and iou.max() > cfg.match_threshold
+    gt_boxes_xyxy = torch.stack([torch.stack([halfway, anchors_xyxy[12]]), torch.stack([anchors_xyxy[12], halfway]),
+                                 torch.stack([halfway, torch.zeros(4)])])
+    gt_labels = torch.tensor([[1, 2], [3, 4], [5, 0]])
+    loc, labels = ssdzoo.encode(gt_boxes_xyxy, gt_labels, anchors_cxcywh, cfg)
+    ref_loc, ref_labels = _reference_encode(gt_boxes_xyxy, gt_labels, anchors_cxcywh, cfg)
+    assert torch.equal(labels, ref_labels) and torch.equal(loc, ref_loc)
+    assert labels[:, 12].tolist() == [1, 3, 5] and labels[0, 15] == 1 and labels[1, 15] == 4
+    np.testing.assert_array_equal(labels.numpy(), _seed_encode_batch(gt_boxes_xyxy, gt_labels, anchors_cxcywh, cfg)[1])
+
+
 def test_grid_anchor_recipe_encode_is_the_reference():
     cfg = _cfg("ssd_resnet50_fpn")
     anchors_cxcywh = ssdzoo.default_boxes(cfg)

@@ -66,7 +66,8 @@ def ranked_candidates(class_probs: Tensor, *, min_score: float) -> tuple[Tensor,
 
     class_probs: (N, A, K) without the background column. Returns ``image_i``, ``anchor_i``,
     ``class_i`` (0-based) and ``scores``, each (P,), ordered by image, class, score descending,
-    then anchor (the seed's order among equal scores is numpy's unstable sort's).
+    then anchor (the seed's order among equal scores is numpy's unstable sort's). A NaN
+    probability hides the other classes of its anchor.
     """
     # anchors with any class over the threshold first (a max the CPU vectorizes), then their classes:
     # with a trained model most anchors have none
@@ -112,9 +113,11 @@ def _nms_round(boxes_px: Tensor, starts: Tensor, counts: Tensor, keep: Tensor, *
     so that a few large groups do not pad every other one to their size.
     """
     order = torch.argsort(counts, descending=True)
-    sizes = counts[order].clamp(max=limit).tolist()  # descending
+    counts_sorted = counts[order].tolist()
+    most = counts_sorted[0]
+    sizes = [min(count, limit) for count in counts_sorted]  # descending
     negated = [-size for size in sizes]  # ascending, for bisect
-    settled = torch.zeros_like(counts, dtype=torch.bool)
+    settled = torch.ones_like(counts, dtype=torch.bool)
     first = 0
     while first < len(sizes):
         k = sizes[first]
@@ -128,9 +131,11 @@ def _nms_round(boxes_px: Tensor, starts: Tensor, counts: Tensor, keep: Tensor, *
         kept = greedy_nms_padded(boxes_px[index], valid, threshold=threshold)
         if k > max_keep:
             kept &= kept.cumsum(1) <= max_keep
-        done = (counts[groups] <= k) | (kept.sum(1) >= max_keep)  # (g,)
-        keep[index[kept & done[:, None]]] = True
-        settled[groups] = done
+        if most > limit:  # some groups were cut: settled if whole or with max_keep survivors
+            done = (counts[groups] <= k) | (kept.sum(1) >= max_keep)  # (g,)
+            kept &= done[:, None]
+            settled[groups] = done
+        keep[index[kept]] = True
         first = last
     return settled
 

@@ -60,22 +60,6 @@ def first_argmax(x: Tensor, *, dim: int) -> Tensor:
     return key.amax(dim, keepdim=True).neg_().long()
 
 
-def match_scores(gt_boxes_xyxy: Tensor, valid: Tensor, anchors_xyxy: Tensor) -> Tensor:
-    """The scores ``match_anchors`` compares, from the boxes: (N, G, A) IoU, 2.0 at each real
-    ground truth's best anchor (the first on ties), -1 on padding rows.
-
-    gt_boxes_xyxy: (N, G, 4); valid: (N, G) bool; anchors_xyxy: (A, 4). Only the real ground
-    truths' IoU is computed: a batch is padded to its fullest image, often several times the
-    average. Their positions are a data-dependent shape (a host sync on an accelerator).
-    """
-    image_r, gt_r = torch.nonzero(valid, as_tuple=True)  # (V,) the real ground truths
-    iou = pairwise_iou(gt_boxes_xyxy[image_r, gt_r], anchors_xyxy)  # (V, A)
-    iou.scatter_(1, first_argmax(iou, dim=1), 2.0)
-    scores = iou.new_full((*valid.shape, len(anchors_xyxy)), -1.0)
-    scores[image_r, gt_r] = iou
-    return scores
-
-
 def encode(
     gt_boxes_xyxy: Tensor, gt_labels: Tensor, anchors_cxcywh: Tensor, cfg: "Config",
 ) -> tuple[Tensor, Tensor]:
@@ -135,20 +119,56 @@ def assign_positives(
     gt_boxes_xyxy: Tensor, gt_labels: Tensor, anchors_xyxy: Tensor, anchors_cxcywh: Tensor, *,
     threshold: float, prior_scaling: tuple[float, float],
 ) -> tuple[Tensor, Tensor]:
-    """``assign_all``'s result from the real ground truths and the positive anchors only (the
-    CPU path): a few percent of the anchors are positive, so the per-anchor choice of a ground
-    truth and the offsets are computed for those alone.
+    """``assign_all``'s result, with work that follows the data (the CPU path).
+
+    IoU only for the real ground truths (a batch is padded to its fullest image, often several
+    times the average), and the choice of a ground truth and the offsets only for the positive
+    anchors (a few percent). A ground truth's best anchor, which the seed forces to score 2.0,
+    is searched over all anchors only when its best IoU is at most ``threshold``: otherwise
+    that anchor is positive anyway, and is found among the positives.
     """
-    scores = match_scores(gt_boxes_xyxy, gt_labels > 0, anchors_xyxy)  # (N, G, A)
-    num_images, _, num_anchors = scores.shape
+    num_images, num_gt = gt_labels.shape
+    image_r, gt_r = torch.nonzero(gt_labels > 0, as_tuple=True)  # (V,) the real ground truths
+    iou = pairwise_iou(gt_boxes_xyxy[image_r, gt_r], anchors_xyxy)  # (V, A)
+    best_iou = iou.amax(dim=1)  # (V,)
+    if len(iou) == num_images * num_gt:  # no padding
+        scores = iou.view(num_images, num_gt, -1)
+    else:
+        scores = iou.new_full((num_images, num_gt, len(anchors_xyxy)), -1.0)  # -1: padding rows
+        scores[image_r, gt_r] = iou
+    low = (best_iou <= threshold).nonzero()[:, 0]
+    scores[image_r[low], gt_r[low], first_argmax(iou[low], dim=1)[:, 0]] = 2.0
+
     image_i, anchor_i = torch.nonzero(scores.amax(dim=1) > threshold, as_tuple=True)  # (P,)
-    gt_i = scores.transpose(1, 2)[image_i, anchor_i].argmax(dim=1)  # (P,): first ground truth on ties
-    target_labels = torch.zeros(num_images, num_anchors, dtype=torch.int64, device=scores.device)
+    table = scores.transpose(1, 2)[image_i, anchor_i]  # (P, G)
+    best_iou_ng = torch.full_like(scores[:, :, 0], float("inf"))  # inf: nothing left to force
+    best_iou_ng[image_r, gt_r] = best_iou.masked_fill(best_iou <= threshold, float("inf"))
+    force_first_maxima(table, image_i, best_iou_ng)
+    gt_i = table.argmax(dim=1)  # (P,): first ground truth on ties
+
+    target_labels = torch.zeros(num_images, len(anchors_xyxy), dtype=torch.int64, device=iou.device)
     target_labels[image_i, anchor_i] = gt_labels[image_i, gt_i].long()
-    target_loc = gt_boxes_xyxy.new_zeros(num_images, num_anchors, 4)
+    target_loc = gt_boxes_xyxy.new_zeros(num_images, len(anchors_xyxy), 4)
     target_loc[image_i, anchor_i] = encode_offsets(gt_boxes_xyxy[image_i, gt_i], anchors_cxcywh[anchor_i],
                                                    prior_scaling=prior_scaling)
     return target_loc, target_labels
+
+
+def force_first_maxima(table: Tensor, image_i: Tensor, best_iou: Tensor) -> None:
+    """Set 2.0, in place, where each ground truth first reaches its best IoU among the anchors.
+
+    table: (P, G) scores of P anchors, sorted by image then anchor; image_i: (P,) their images;
+    best_iou: (N, G) each ground truth's best IoU over all anchors (inf: none to set). The
+    first listed anchor of an image at that IoU is the first of all, when all such anchors are
+    listed (``assign_positives`` lists every anchor over the threshold).
+    """
+    num_listed = len(table)
+    position = torch.arange(num_listed, device=table.device)[:, None].expand_as(table)
+    at_best = torch.where(table == best_iou[image_i], position, num_listed)  # (P, G)
+    first = torch.full_like(best_iou, num_listed, dtype=torch.int64)
+    first.scatter_reduce_(0, image_i[:, None].expand_as(table), at_best, "amin")  # (N, G)
+    image_f, gt_f = torch.nonzero(first < num_listed, as_tuple=True)
+    table[first[image_f, gt_f], gt_f] = 2.0
 
 
 def encode_offsets(boxes_xyxy: Tensor, anchors_cxcywh: Tensor, *, prior_scaling: tuple[float, float]) -> Tensor:
