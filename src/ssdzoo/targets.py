@@ -44,6 +44,22 @@ def match_anchors(iou: Tensor, valid: Tensor, *, threshold: float) -> tuple[Tens
     return matched_gt, best_score > threshold
 
 
+def first_argmax(x: Tensor, *, dim: int) -> Tensor:
+    """``x.argmax(dim, keepdim=True)``, the first index of the maximum, for finite float x.
+
+    Built from ops the CPU vectorizes, about twice as fast there as argmax: ``x - max`` is 0
+    exactly at the maxima and negative elsewhere, so ``sign * length - index`` is -index at a
+    maximum and below -length elsewhere, and its max picks the first maximum. The index must
+    be exact in x's dtype (length < 2^23 for float32).
+    """
+    shape = [1] * x.dim()
+    shape[dim] = x.shape[dim]
+    neg_index = -torch.arange(x.shape[dim], dtype=x.dtype, device=x.device).view(shape)
+    is_max = (x - x.amax(dim, keepdim=True)).sign_()  # 0 at a maximum, -1 elsewhere
+    key = torch.add(neg_index, is_max, alpha=x.shape[dim])
+    return key.amax(dim, keepdim=True).neg_().long()
+
+
 def encode(
     gt_boxes_xyxy: Tensor, gt_labels: Tensor, anchors_cxcywh: Tensor, cfg: "Config",
 ) -> tuple[Tensor, Tensor]:
@@ -53,31 +69,106 @@ def encode(
     anchors_cxcywh: (A, 4). Returns ``target_loc`` (N, A, 4) float32 (dx, dy, dw, dh), zero on
     unmatched anchors, and ``target_labels`` (N, A) int64, 0 = background.
     Matching uses the unclipped anchors' corners, as the seed does.
+
+    On the CPU the work follows the data (``assign_positives``: real ground truths, positive
+    anchors); on other devices it keeps fixed shapes (``assign_all``), so that no host sync
+    stalls the queue. Both give the same targets.
     """
     num_images, num_gt = gt_labels.shape
     anchors = anchors_cxcywh.to(gt_boxes_xyxy.device)
     # corners from the float64 centres/sizes, rounded once, as the seed's numpy does
     anchors_xyxy = cxcywh_to_xyxy(anchors.double()).to(gt_boxes_xyxy.dtype)
     anchors = anchors.to(gt_boxes_xyxy.dtype)
-    valid = gt_labels > 0
     if num_gt == 0:
         return (torch.zeros(num_images, len(anchors), 4, device=anchors.device),
                 torch.zeros(num_images, len(anchors), dtype=torch.int64, device=anchors.device))
 
+    assign = assign_positives if gt_boxes_xyxy.device.type == "cpu" else assign_all
     per_chunk = max(1, _IOU_CHUNK_ELEMENTS // (num_gt * len(anchors)))
-    matched_gt, positive = [], []
+    target_loc, target_labels = [], []
     for start in range(0, num_images, per_chunk):
-        stop = start + per_chunk
-        iou = pairwise_iou(gt_boxes_xyxy[start:stop], anchors_xyxy)  # (n, G, A)
-        gt_index, is_positive = match_anchors(iou, valid[start:stop], threshold=cfg.match_threshold)
-        matched_gt.append(gt_index)
-        positive.append(is_positive)
-    matched_gt, positive = torch.cat(matched_gt), torch.cat(positive)
+        chunk = slice(start, start + per_chunk)
+        loc, labels = assign(gt_boxes_xyxy[chunk], gt_labels[chunk], anchors_xyxy, anchors,
+                             threshold=cfg.match_threshold, prior_scaling=cfg.prior_scaling)
+        target_loc.append(loc)
+        target_labels.append(labels)
+    if len(target_loc) == 1:
+        return target_loc[0], target_labels[0]
+    return torch.cat(target_loc), torch.cat(target_labels)
 
+
+def assign_all(
+    gt_boxes_xyxy: Tensor, gt_labels: Tensor, anchors_xyxy: Tensor, anchors_cxcywh: Tensor, *,
+    threshold: float, prior_scaling: tuple[float, float],
+) -> tuple[Tensor, Tensor]:
+    """``encode``'s targets for one chunk, computed for every (ground truth, anchor) pair and
+    then masked: fixed shapes, no host sync (the accelerator path).
+
+    gt_boxes_xyxy: (N, G, 4); gt_labels: (N, G); anchors: (A, 4) as corners and as
+    centre/size. Returns (N, A, 4) offsets and (N, A) int64 labels.
+    """
+    iou = pairwise_iou(gt_boxes_xyxy, anchors_xyxy)  # (N, G, A)
+    matched_gt, positive = match_anchors(iou, gt_labels > 0, threshold=threshold)
     target_labels = gt_labels.long().gather(1, matched_gt).masked_fill(~positive, 0)
     boxes_xyxy = gt_boxes_xyxy.gather(1, matched_gt[..., None].expand(-1, -1, 4))  # (N, A, 4)
-    target_loc = encode_offsets(boxes_xyxy, anchors, prior_scaling=cfg.prior_scaling)
+    target_loc = encode_offsets(boxes_xyxy, anchors_cxcywh, prior_scaling=prior_scaling)
     return target_loc.masked_fill(~positive[..., None], 0.0), target_labels
+
+
+def assign_positives(
+    gt_boxes_xyxy: Tensor, gt_labels: Tensor, anchors_xyxy: Tensor, anchors_cxcywh: Tensor, *,
+    threshold: float, prior_scaling: tuple[float, float],
+) -> tuple[Tensor, Tensor]:
+    """``assign_all``'s result, with work that follows the data (the CPU path).
+
+    IoU only for the real ground truths (a batch is padded to its fullest image, often several
+    times the average), and the choice of a ground truth and the offsets only for the positive
+    anchors (a few percent). A ground truth's best anchor, which the seed forces to score 2.0,
+    is searched over all anchors only when its best IoU is at most ``threshold``: otherwise
+    that anchor is positive anyway, and is found among the positives.
+    """
+    num_images, num_gt = gt_labels.shape
+    image_r, gt_r = torch.nonzero(gt_labels > 0, as_tuple=True)  # (V,) the real ground truths
+    iou = pairwise_iou(gt_boxes_xyxy[image_r, gt_r], anchors_xyxy)  # (V, A)
+    best_iou = iou.amax(dim=1)  # (V,)
+    if len(iou) == num_images * num_gt:  # no padding
+        scores = iou.view(num_images, num_gt, -1)
+    else:
+        scores = iou.new_full((num_images, num_gt, len(anchors_xyxy)), -1.0)  # -1: padding rows
+        scores[image_r, gt_r] = iou
+    low = (best_iou <= threshold).nonzero()[:, 0]
+    scores[image_r[low], gt_r[low], first_argmax(iou[low], dim=1)[:, 0]] = 2.0
+
+    image_i, anchor_i = torch.nonzero(scores.amax(dim=1) > threshold, as_tuple=True)  # (P,)
+    table = scores.transpose(1, 2)[image_i, anchor_i]  # (P, G)
+    best_iou_ng = torch.full_like(scores[:, :, 0], float("inf"))  # inf: nothing left to force
+    best_iou_ng[image_r, gt_r] = best_iou.masked_fill(best_iou <= threshold, float("inf"))
+    force_first_maxima(table, image_i, best_iou_ng)
+    gt_i = table.argmax(dim=1)  # (P,): first ground truth on ties
+
+    target_labels = torch.zeros(num_images, len(anchors_xyxy), dtype=torch.int64, device=iou.device)
+    target_labels[image_i, anchor_i] = gt_labels[image_i, gt_i].long()
+    target_loc = gt_boxes_xyxy.new_zeros(num_images, len(anchors_xyxy), 4)
+    target_loc[image_i, anchor_i] = encode_offsets(gt_boxes_xyxy[image_i, gt_i], anchors_cxcywh[anchor_i],
+                                                   prior_scaling=prior_scaling)
+    return target_loc, target_labels
+
+
+def force_first_maxima(table: Tensor, image_i: Tensor, best_iou: Tensor) -> None:
+    """Set 2.0, in place, where each ground truth first reaches its best IoU among the anchors.
+
+    table: (P, G) scores of P anchors, sorted by image then anchor; image_i: (P,) their images;
+    best_iou: (N, G) each ground truth's best IoU over all anchors (inf: none to set). The
+    first listed anchor of an image at that IoU is the first of all, when all such anchors are
+    listed (``assign_positives`` lists every anchor over the threshold).
+    """
+    num_listed = len(table)
+    position = torch.arange(num_listed, device=table.device)[:, None].expand_as(table)
+    at_best = torch.where(table == best_iou[image_i], position, num_listed)  # (P, G)
+    first = torch.full_like(best_iou, num_listed, dtype=torch.int64)
+    first.scatter_reduce_(0, image_i[:, None].expand_as(table), at_best, "amin")  # (N, G)
+    image_f, gt_f = torch.nonzero(first < num_listed, as_tuple=True)
+    table[first[image_f, gt_f], gt_f] = 2.0
 
 
 def encode_offsets(boxes_xyxy: Tensor, anchors_cxcywh: Tensor, *, prior_scaling: tuple[float, float]) -> Tensor:
