@@ -92,7 +92,8 @@ def main() -> None:
             boxes, probs = predictor.network(batch)
             parts = {"  preprocess (PIL resize + normalize)": lambda: preprocess([image], cfg),
                      "  network + decode + sigmoid": lambda: predictor.network(batch),
-                     "  postprocess (seed's NMS, busy)": lambda: ssdzoo.postprocess(boxes, probs, cfg, image_hw)}
+                     "  postprocess (seed's NMS, busy)":
+                         lambda: ssdzoo.postprocess(boxes, probs, cfg, image_hw)}
     results = {name: [] for name in [*calls, *parts]}
     for fn in [*calls.values(), *parts.values()]:
         timed(fn, 3)  # warm-up

@@ -56,7 +56,8 @@ def nms_export(checkpoint, tmp_path_factory):
     path = tmp_path_factory.mktemp("nms") / "model_nms.onnx"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = main(["export", "demo", *OVERRIDES, "--checkpoint", str(checkpoint), "--out", str(path), "--nms"])
+        code = main(["export", "demo", *OVERRIDES, "--checkpoint", str(checkpoint), "--out", str(path),
+                     "--nms"])
     return path, code, out.getvalue()
 
 
@@ -105,7 +106,7 @@ def test_nms_graph_equals_ssdzoo_postprocess(nms_export, model, cfg, images):
 
 
 @pytest.mark.parametrize("graph", ["plain", "nms"])
-def test_predictor_on_onnx_equals_predictor_on_checkpoint(graph, plain_onnx, nms_export, checkpoint, cfg, images):
+def test_onnx_predictor_equals_checkpoint_predictor(graph, plain_onnx, nms_export, checkpoint, cfg, images):
     path = plain_onnx if graph == "plain" else nms_export[0]
     reference = Predictor.from_weights(cfg, checkpoint).predict(images)
     onnx = Predictor.from_weights(cfg, path).predict(images, batch_size=2)

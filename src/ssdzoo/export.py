@@ -17,12 +17,17 @@ Two graph layouts, both with a dynamic batch dimension and the config's fixed in
 The NMS is ONNX's own NonMaxSuppression operator, whose per-class, per-image semantics are the
 seed's. In PyTorch it is a custom op (``ssdzoo::nms_per_class``) with the same semantics, which
 the exporter translates into that one ONNX node.
+
+Both layouts carry metadata (``ssdzoo.layout``, ``image_size``, ``mean``, ``std``, ``classes``,
+``num_classes``, ``min_score``, ``nms_threshold``, ``max_boxes``) that ``Predictor`` checks
+against the config it is given.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import os
 import warnings
@@ -45,7 +50,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .model import Detector
 
-RAW_OUTPUTS = ("boxes", "probs")
+PLAIN_OUTPUTS = ("boxes", "probs")
 NMS_OUTPUTS = ("batch_index", "boxes", "scores", "labels")
 MIN_OPSET = 18  # the oldest opset torch.onnx's torch.export-based exporter translates to
 # The seed measures pixel boxes with width x2 - x1 + 1 (see ssdzoo.postprocess): NMS sees the
@@ -137,6 +142,8 @@ def export_onnx(model: "Detector", cfg: "Config", path: str | Path, *, nms: bool
     """
     import onnx_ir as ir
 
+    if opset is not None and opset < MIN_OPSET:
+        raise ValueError(f"opset {opset}: torch.onnx's exporter writes opset {MIN_OPSET} or later")
     path = Path(path)
     model = copy.deepcopy(model).cpu().eval()
     height, width = cfg.image_size
@@ -149,10 +156,8 @@ def export_onnx(model: "Detector", cfg: "Config", path: str | Path, *, nms: bool
         dynamic_shapes: dict = {"images": {0: batch}, "image_hw": {0: batch}}
     else:
         wrapper, args = DecodedDetector(model, cfg), (images,)
-        input_names, output_names = ["images"], list(RAW_OUTPUTS)
+        input_names, output_names = ["images"], list(PLAIN_OUTPUTS)
         dynamic_shapes = {"images": {0: batch}}
-    if opset is not None and opset < MIN_OPSET:
-        raise ValueError(f"opset {opset}: torch.onnx's exporter writes opset {MIN_OPSET} or later")
     with warnings.catch_warnings(), _quiet_loggers("onnxscript", "onnx_ir"):
         # both inputs share the one batch Dim; the exporter notes that it keeps one name for it
         warnings.filterwarnings("ignore", message=".*shares the same shape constraints.*")
@@ -164,12 +169,12 @@ def export_onnx(model: "Detector", cfg: "Config", path: str | Path, *, nms: bool
         for output in program.model.graph.outputs:
             output.shape = ir.Shape(["detections", *output.shape.dims[1:]])
     program.model.metadata_props.update({
-        "ssdzoo.layout": "nms" if nms else "raw",
-        "ssdzoo.image_size": f"{height},{width}",
+        "ssdzoo.layout": "nms" if nms else "plain",
+        "ssdzoo.image_size": json.dumps([height, width]),
         "ssdzoo.num_classes": str(cfg.num_classes),
-        "ssdzoo.mean": ",".join(map(str, cfg.mean)),
-        "ssdzoo.std": ",".join(map(str, cfg.std)),
-        "ssdzoo.classes": ",".join(cfg.classes),
+        "ssdzoo.mean": json.dumps(list(cfg.mean)),
+        "ssdzoo.std": json.dumps(list(cfg.std)),
+        "ssdzoo.classes": json.dumps(list(cfg.classes)),
         "ssdzoo.min_score": str(cfg.min_score),
         "ssdzoo.nms_threshold": str(cfg.nms_threshold),
         "ssdzoo.max_boxes": str(cfg.max_boxes),
@@ -227,7 +232,8 @@ class ExportCheck(NamedTuple):
         """
         diffs = [d for d in (self.max_box_diff, self.max_prob_diff, self.max_det_score_diff) if d is not None]
         shared = min(self.num_agree / max(self.num_torch, 1), self.num_agree / max(self.num_onnx, 1))
-        return all(d <= tol for d in diffs) and (self.num_torch == 0 == self.num_onnx or shared >= min_agreement)
+        no_detections = self.num_torch == 0 == self.num_onnx
+        return all(d <= tol for d in diffs) and (no_detections or shared >= min_agreement)
 
 
 def check_onnx(path: str | Path, model: "Detector", cfg: "Config",
@@ -277,8 +283,9 @@ def compare_detections(reference: Sequence[Detections], other: Sequence[Detectio
     return agree, max_box, max_score
 
 
-def synthetic_images(*, seed: int = 0, sizes_hw: Sequence[tuple[int, int]] = ((480, 640), (375, 500), (96, 128)),
-                     ) -> list[np.ndarray]:
+def synthetic_images(
+    *, seed: int = 0, sizes_hw: Sequence[tuple[int, int]] = ((480, 640), (375, 500), (96, 128)),
+) -> list[np.ndarray]:
     """Deterministic test pictures: a smooth gradient, noise and a few filled shapes in random
     colours, (H, W, 3) uint8, of several sizes and aspect ratios."""
     rng = np.random.default_rng(seed)

@@ -74,16 +74,19 @@ def preprocess(images: Sequence[ImageInput], cfg: "Config") -> tuple[Tensor, Ten
     """Images of any sizes -> (batch (N, 3, H, W) float32 normalized, image_hw (N, 2) int64).
 
     ``image_hw`` holds each original (height, width), which postprocessing scales boxes to.
+    The batch has channels-last strides (the decoded pixels' own layout, no transpose copy).
+    Normalization runs in numpy: a torch op here would wake torch's thread pool, whose
+    spinning threads then slow an onnxruntime call that follows (12 -> 25 ms measured).
     """
     arrays = [load_image(image) for image in images]
     image_hw = torch.tensor([a.shape[:2] for a in arrays], dtype=torch.int64).reshape(-1, 2)
     height, width = cfg.image_size
-    stacked = np.stack([resize_bilinear(a, (height, width)) for a in arrays]) if arrays else \
-        np.zeros((0, height, width, 3), np.uint8)
-    batch = torch.from_numpy(stacked).permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, H, W)
-    mean = torch.tensor(cfg.mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.std, dtype=torch.float32).view(1, 3, 1, 1)
-    return batch.sub_(mean).div_(std).contiguous(), image_hw
+    pixels = np.stack([resize_bilinear(a, (height, width)) for a in arrays]) if arrays else \
+        np.zeros((0, height, width, 3), np.uint8)  # (N, H, W, 3)
+    mean = np.asarray(cfg.mean, dtype=np.float32)
+    std = np.asarray(cfg.std, dtype=np.float32)
+    normalized = (pixels.astype(np.float32) / np.float32(255.0) - mean) / std
+    return torch.from_numpy(normalized).permute(0, 3, 1, 2), image_hw
 
 
 def resolve_device(device: str) -> torch.device:
@@ -143,6 +146,8 @@ class Predictor:
         """One ``Detections`` per image, in order; images go through the network in batches."""
         if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)):
             raise TypeError("predict takes a list of images; wrap a single image in a list")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         detections: list[Detections] = []
         for start in range(0, len(images), batch_size):
             batch, image_hw = preprocess(images[start:start + batch_size], self.cfg)
@@ -223,12 +228,12 @@ class OnnxNetwork:
         self.input_names = [i.name for i in inputs]
 
     def __call__(self, batch: Tensor) -> tuple[Tensor, Tensor]:
-        boxes_xyxy, probs = self.session.run(None, {self.input_names[0]: batch.cpu().numpy()})
+        boxes_xyxy, probs = self.session.run(None, {self.input_names[0]: _contiguous_numpy(batch)})
         return torch.from_numpy(boxes_xyxy), torch.from_numpy(probs)
 
     def detections(self, batch: Tensor, image_hw: Tensor, *, min_score: float) -> list[Detections]:
         """Flat NMS outputs -> per-image Detections ordered by label, then score descending."""
-        feeds = {self.input_names[0]: batch.cpu().numpy(),
+        feeds = {self.input_names[0]: _contiguous_numpy(batch),
                  self.input_names[1]: image_hw.cpu().numpy().astype(np.float32)}
         batch_index, boxes, scores, labels = self.session.run(None, feeds)
         keep = scores > min_score
@@ -238,3 +243,8 @@ class OnnxNetwork:
         return [Detections(torch.from_numpy(b), torch.from_numpy(s), torch.from_numpy(c.astype(np.int64)))
                 for b, s, c in zip(np.split(boxes[order], splits), np.split(scores[order], splits),
                                    np.split(labels[order], splits))]
+
+
+def _contiguous_numpy(batch: Tensor) -> np.ndarray:
+    """(N, 3, H, W) in C order, as onnxruntime reads its inputs."""
+    return np.ascontiguousarray(batch.cpu().numpy())

@@ -100,6 +100,8 @@ def run_predict(predictor: Predictor, inputs: Sequence[str | Path], out_dir: str
                 category_ids: Optional[Sequence[int]] = None, batch_size: int = 8,
                 progress: Optional[Callable[[int, int], None]] = None) -> PredictSummary:
     """Predict on every image in ``inputs``, write the drawn images and detections.json."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
     files = collect_images(inputs)
     if not files:
         raise ValueError(f"no image files in {', '.join(map(str, inputs))}")
@@ -119,7 +121,8 @@ def run_predict(predictor: Predictor, inputs: Sequence[str | Path], out_dir: str
         if chunk:
             detections = predictor.predict([image for _, _, image in chunk], batch_size=batch_size)
             for (file, image_id, image), dets in zip(chunk, detections):
-                results += coco_results(dets, image_id=image_id, file_name=file.name, category_ids=category_ids)
+                results += coco_results(dets, image_id=image_id, file_name=file.name,
+                                        category_ids=category_ids)
                 drawn = draw_detections(image, dets, predictor.cfg.classes)
                 written.append(_save_image(drawn, out_dir, file, used_names))
         if progress is not None:
