@@ -148,6 +148,92 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes")
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .inference import Predictor
+    from .predict import read_category_ids, run_predict
+
+    cfg = load_config(args.config, args.set)
+    weights = args.checkpoint or cfg.ckpt_path
+    if not weights:
+        raise ValueError("no weights: pass --checkpoint (or set ckpt_path in the config)")
+    predictor = Predictor.from_weights(cfg, weights, device=args.device, min_score=args.score)
+    category_ids = read_category_ids(args.category_ids, cfg) if args.category_ids else None
+    summary = run_predict(predictor, args.images, args.out, category_ids=category_ids, batch_size=args.batch)
+    print(f"{len(summary.written)} images with {summary.num_detections} detections "
+          f"(score > {predictor.min_score}) written to {args.out}/")
+    if summary.skipped:
+        print(f"skipped {len(summary.skipped)} unreadable file(s): {', '.join(map(str, summary.skipped))}")
+    print(f"detections (COCO results format): {summary.json_path}")
+    return 0
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="a YAML recipe, or a name in configs/ (ssd_mobilenetv2, demo, ...)")
+    p.add_argument("images", nargs="+", metavar="IMAGES", help="image files or folders of images")
+    p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors), MindSpore .ckpt or "
+                                        "an .onnx file from `ssdzoo export` (default: ckpt_path)")
+    p.add_argument("--out", required=True, help="folder for the drawn images and detections.json")
+    p.add_argument("--score", type=float, default=None,
+                   help="keep detections scoring above this (default: the config's min_score)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--batch", type=int, default=8, help="images per forward pass (default: 8)")
+    p.add_argument("--category-ids", help="JSON: a list of category ids for labels 1.., or a COCO "
+                                          "annotation file to map class names to its ids")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .export import check_onnx, export_onnx, onnx_opset
+    from .inference import load_image
+    from .model import build_model
+    from .predict import collect_images
+
+    cfg = load_config(args.config, args.overrides)
+    weights = args.checkpoint or cfg.ckpt_path
+    if not weights:
+        raise ValueError("no weights: pass --checkpoint (or set ckpt_path in the config)")
+    if not str(args.out).endswith(".onnx"):
+        raise ValueError(f"--out {args.out}: expected a file name ending in .onnx")
+    model = build_model(cfg, weights=weights).eval()
+    path = export_onnx(model, cfg, args.out, nms=args.nms, opset=args.opset)
+    height, width = cfg.image_size
+    layout = ("images (batch, 3, {h}, {w}), image_hw (batch, 2) -> batch_index, boxes (xyxy pixels), "
+              "scores, labels (detections)" if args.nms else
+              "images (batch, 3, {h}, {w}) -> boxes (batch, {a}, 4) xyxy normalized, probs (batch, {a}, {c})")
+    print(f"wrote {path} (opset {onnx_opset(path)}, {path.stat().st_size / 1e6:.1f} MB): "
+          + layout.format(h=height, w=width, a=cfg.num_ssd_boxes, c=cfg.num_classes))
+
+    images = [load_image(f) for f in collect_images(args.check_images)] if args.check_images else None
+    check = check_onnx(path, model, cfg, images)
+    what = "your images" if images else "synthetic images"
+    print(f"onnxruntime vs PyTorch on {what}, batch sizes {' and '.join(map(str, check.batch_sizes))}:")
+    if check.max_box_diff is not None:
+        print(f"  largest |difference|: boxes {check.max_box_diff:.3g} (normalized), "
+              f"probs {check.max_prob_diff:.3g}")
+    print(f"  detections: PyTorch {check.num_torch}, onnxruntime {check.num_onnx}, agreeing "
+          f"{check.num_agree} (largest |difference|: boxes {check.max_det_box_diff:.3g} px, "
+          f"scores {check.max_det_score_diff:.3g})")
+    if not check.agrees():
+        print("ssdzoo export: error: onnxruntime does not agree with PyTorch", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors) or MindSpore .ckpt "
+                                        "(default: the config's ckpt_path)")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--nms", action="store_true",
+                   help="put the seed's NMS in the graph: inputs images, image_hw; outputs "
+                        "batch_index, boxes (pixels), scores, labels")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--check-images", nargs="+", metavar="IMAGE",
+                   help="images (or folders) to check with, instead of synthetic ones")
+
+
 COMMANDS = {
     "info": (cmd_info, "parameters, FLOPs, default boxes and feature maps of a config",
              lambda p: (_config_args(p), p.add_argument("--json", action="store_true",
@@ -158,6 +244,10 @@ COMMANDS = {
                              "without MindSpore", _convert_args),
     "prepare": (cmd_prepare, "pack a COCO folder into sharded, checksummed Arrow files", _prepare_args),
     "synth": (cmd_synth, "write the synthetic shapes dataset (COCO layout, JPEG files)", _synth_args),
+    "predict": (cmd_predict, "draw detections on images and write them as COCO results JSON",
+                _predict_args),
+    "export": (cmd_export, "export to ONNX (optionally with NMS), checked against PyTorch with onnxruntime",
+               _export_args),
 }
 
 

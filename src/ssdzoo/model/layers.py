@@ -17,6 +17,7 @@ import logging
 import math
 from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -131,17 +132,21 @@ class ConvBNAct(nn.Sequential):
 
 
 @lru_cache(maxsize=64)
-def _mindspore_resize_matrix(size_in: int, size_out: int) -> Tensor:
-    """(out, in) interpolation weights: source = destination x in / out, clamped at the edge."""
-    src = torch.arange(size_out, dtype=torch.float64) * (size_in / size_out)
-    low = src.floor().long().clamp(max=size_in - 1)
-    high = (low + 1).clamp(max=size_in - 1)
+def _mindspore_resize_matrix(size_in: int, size_out: int) -> np.ndarray:
+    """(out, in) interpolation weights: source = destination x in / out, clamped at the edge.
+
+    Computed and cached in numpy, outside torch: a tensor made while torch.export traces the
+    model is a fake tensor, and a cached one would break every later eager call.
+    """
+    src = np.arange(size_out, dtype=np.float64) * (size_in / size_out)
+    low = np.minimum(np.floor(src).astype(np.int64), size_in - 1)
+    high = np.minimum(low + 1, size_in - 1)
     frac = src - low
-    weights = torch.zeros(size_out, size_in, dtype=torch.float64)
-    rows = torch.arange(size_out)
+    weights = np.zeros((size_out, size_in), dtype=np.float64)
+    rows = np.arange(size_out)
     weights[rows, low] += 1 - frac
     weights[rows, high] += frac
-    return weights.float()
+    return weights.astype(np.float32)
 
 
 def resize_mindspore(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -150,8 +155,8 @@ def resize_mindspore(x: Tensor, size: tuple[int, int]) -> Tensor:
     Separable: two small matrix products with constant weights, which export to ONNX as
     MatMul and cost little next to the convs around them.
     """
-    rows = _mindspore_resize_matrix(x.shape[-2], size[0]).to(x)
-    cols = _mindspore_resize_matrix(x.shape[-1], size[1]).to(x)
+    rows = torch.from_numpy(_mindspore_resize_matrix(x.shape[-2], size[0])).to(x)
+    cols = torch.from_numpy(_mindspore_resize_matrix(x.shape[-1], size[1])).to(x)
     return torch.matmul(torch.matmul(rows, x), cols.t())
 
 

@@ -1,0 +1,119 @@
+"""`ssdzoo predict`: drawn images, COCO results JSON, skipped files; drawing; category ids."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tiny import TINY_OVERRIDES, tiny_config, tiny_model
+
+from ssdzoo.cli import main
+from ssdzoo.export import synthetic_images
+from ssdzoo.inference import Predictor
+from ssdzoo.postprocess import Detections
+from ssdzoo.predict import coco_results, collect_images, image_ids, read_category_ids
+from ssdzoo.visualize import class_colour, draw_detections
+
+SET = [arg for item in TINY_OVERRIDES for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return tiny_config()
+
+
+@pytest.fixture(scope="module")
+def model(cfg):
+    return tiny_model(cfg)
+
+
+@pytest.fixture()
+def inputs(tmp_path, model):
+    """A checkpoint, a folder with a JPEG, a PNG and a text file posing as a JPEG, one more PNG."""
+    checkpoint = tmp_path / "model.pt"
+    torch.save({"model": model.state_dict()}, checkpoint)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    first, second, third = synthetic_images(seed=2, sizes_hw=((48, 64), (96, 80), (70, 50)))
+    Image.fromarray(first).save(folder / "street.jpg")
+    Image.fromarray(second).save(folder / "park.png")
+    (folder / "broken.jpg").write_text("not an image")
+    (folder / "readme.txt").write_text("ignored: not an image file name")
+    Image.fromarray(third).save(tmp_path / "extra.png")
+    return checkpoint, folder, tmp_path / "extra.png"
+
+
+def test_predict_writes_images_and_coco_json(inputs, cfg, model, tmp_path, capsys, caplog):
+    checkpoint, folder, extra = inputs
+    out = tmp_path / "out"
+    code = main(["predict", "demo", "--checkpoint", str(checkpoint), str(folder), str(extra),
+                 "--out", str(out), "--score", "0.3", *SET])
+    assert code == 0
+    assert "broken.jpg" in caplog.text and "not a readable image" in caplog.text
+    assert "skipped 1" in capsys.readouterr().out
+
+    assert sorted(p.name for p in out.iterdir()) == ["detections.json", "extra.png", "park.png", "street.jpg"]
+    for name, size in (("street.jpg", (64, 48)), ("park.png", (80, 96)), ("extra.png", (50, 70))):
+        with Image.open(out / name) as drawn:
+            assert drawn.format == ("JPEG" if name.endswith(".jpg") else "PNG")
+            assert drawn.size == size
+
+    rows = json.loads((out / "detections.json").read_text())
+    assert rows and {tuple(sorted(r)) for r in rows} == {
+        ("bbox", "category_id", "file_name", "image_id", "score")}
+    assert {r["file_name"] for r in rows} <= {"street.jpg", "park.png", "extra.png"}
+    assert all(r["score"] > 0.3 and 1 <= r["category_id"] <= 3 for r in rows)
+    assert all(w >= 0 and h >= 0 and x >= 0 and y >= 0 for r in rows for x, y, w, h in [r["bbox"]])
+
+    # the JSON holds exactly what the Predictor finds at that threshold
+    expected = Predictor(cfg, model, min_score=0.3).predict(
+        [np.asarray(Image.open(p).convert("RGB")) for p in collect_images([folder, extra])
+         if p.name != "broken.jpg"])
+    assert len(rows) == sum(len(d.scores) for d in expected)
+
+
+def test_predict_missing_input_is_a_clear_error(inputs, tmp_path, capsys):
+    checkpoint, _, _ = inputs
+    code = main(["predict", "demo", "--checkpoint", str(checkpoint), str(tmp_path / "nope.jpg"),
+                 "--out", str(tmp_path / "out"), *SET])
+    assert code == 2 and "nope.jpg" in capsys.readouterr().err
+
+
+def test_coco_results_and_category_ids(cfg, tmp_path):
+    detections = Detections(torch.tensor([[10.0, 20.0, 30.0, 60.0]]), torch.tensor([0.9]), torch.tensor([2]))
+    (row,) = coco_results(detections, image_id=7, file_name="a.jpg")
+    assert row == {"image_id": 7, "file_name": "a.jpg", "category_id": 2, "bbox": [10.0, 20.0, 20.0, 40.0],
+                   "score": pytest.approx(0.9)}
+
+    annotations = tmp_path / "instances.json"
+    annotations.write_text(json.dumps({"categories": [
+        {"id": 5, "name": "triangle"}, {"id": 3, "name": "circle"}, {"id": 4, "name": "square"}]}))
+    ids = read_category_ids(annotations, cfg)  # cfg.classes: background, circle, square, triangle
+    assert ids == [0, 3, 4, 5]
+    assert coco_results(detections, image_id=7, file_name="a.jpg", category_ids=ids)[0]["category_id"] == 4
+
+    as_list = tmp_path / "ids.json"
+    as_list.write_text("[11, 12, 13]")
+    assert read_category_ids(as_list, cfg) == [0, 11, 12, 13]
+    as_list.write_text("[11, 12]")
+    with pytest.raises(ValueError, match="ids.json"):
+        read_category_ids(as_list, cfg)
+
+
+def test_image_ids_use_coco_numbers_when_every_name_is_one(tmp_path):
+    assert image_ids([tmp_path / "000000397133.jpg", tmp_path / "000000000139.jpg"]) == [397133, 139]
+    assert image_ids([tmp_path / "000000397133.jpg", tmp_path / "cat.jpg"]) == [1, 2]
+
+
+def test_draw_detections_draws_in_the_class_colour_and_leaves_the_input():
+    image = np.full((60, 80, 3), 255, np.uint8)
+    detections = Detections(torch.tensor([[10.0, 30.0, 50.0, 55.0], [0.0, 0.0, 5.0, 5.0]]),
+                            torch.tensor([0.8, 0.05]), torch.tensor([3, 1]))
+    drawn = np.asarray(draw_detections(image, detections, ["background", "a", "b", "c"], min_score=0.1))
+    assert (image == 255).all()
+    assert tuple(drawn[55, 30]) == class_colour(3)  # bottom edge of the box
+    assert (drawn[2, 2] == 255).all()  # the 0.05 box is under min_score: not drawn
+    assert len({class_colour(label) for label in range(1, 81)}) == 80
