@@ -90,7 +90,7 @@ def main() -> None:
         batch, image_hw = preprocess([image], cfg)
         with torch.inference_mode():
             boxes, probs = predictor.network(batch)
-            parts = {"  preprocess (PIL resize + normalize)": lambda: preprocess([image], cfg),
+            parts = {"  preprocess (resize + normalize)": lambda: preprocess([image], cfg),
                      "  network + decode + sigmoid": lambda: predictor.network(batch),
                      "  postprocess (seed's NMS, busy)":
                          lambda: ssdzoo.postprocess(boxes, probs, cfg, image_hw)}

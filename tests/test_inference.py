@@ -30,14 +30,26 @@ def images():
     return synthetic_images(seed=1, sizes_hw=SIZES_HW)
 
 
-def test_preprocess_resizes_with_pil_and_normalizes(cfg, images):
+def test_preprocess_is_the_eval_pipeline(cfg, images):
+    """``ssdzoo predict`` sees an image as ``ssdzoo eval`` does (same resize and normalization)."""
+    import io
+
+    from ssdzoo.data.transforms import eval_transform
+
     batch, image_hw = preprocess(images, cfg)
     assert batch.shape == (3, 3, 64, 64) and batch.dtype == torch.float32
     assert image_hw.tolist() == [list(hw) for hw in SIZES_HW]
+    png = io.BytesIO()
+    Image.fromarray(images[1]).save(png, format="PNG")
+    no_boxes = np.zeros((0, 4), np.float32)
+    expected = eval_transform(png.getvalue(), no_boxes, np.zeros(0, np.int64), image_hw=SIZES_HW[1],
+                              size_hw=(64, 64), mean=cfg.mean, std=cfg.std).image
+    torch.testing.assert_close(batch[1], expected, rtol=0, atol=0)
+    # and that resize is PIL's bilinear filter to within one grey level
     resized = np.asarray(Image.fromarray(images[1]).resize((64, 64), Image.Resampling.BILINEAR))
     mean, std = np.array(cfg.mean), np.array(cfg.std)
-    expected = ((resized / 255.0 - mean) / std).transpose(2, 0, 1)
-    np.testing.assert_allclose(batch[1].numpy(), expected, atol=1e-5)
+    pil = ((resized / 255.0 - mean) / std).transpose(2, 0, 1)
+    assert np.abs(batch[1].numpy() - pil).max() <= 1 / 255 / std.min() + 1e-5
 
 
 def test_preprocess_accepts_paths_pil_images_and_grayscale(cfg, images, tmp_path):

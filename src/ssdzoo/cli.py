@@ -48,7 +48,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .config import load_config
     from .data import load_dataset
     from .engine.distributed import DistInfo, resolve_device
-    from .engine.evaluate import evaluate, format_table
+    from .engine.evaluate import evaluate, format_table, write_metrics_json
     from .model import build_model
 
     cfg = load_config(args.config, args.overrides)
@@ -58,10 +58,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                      progress=sys.stderr.isatty())
     print(format_table(stats))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            # COCOeval's -1 (no ground truth of that size) becomes null
-            values = {k: (v if v >= 0 else None) for k, v in stats.items()}
-            json.dump({**values, "config": args.config, "checkpoint": str(args.checkpoint)}, f, indent=2)
+        write_metrics_json(stats, args.json, config=args.config, checkpoint=str(args.checkpoint))
     return 0
 
 
@@ -234,6 +231,19 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help="images (or folders) to check with, instead of synthetic ones")
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, seed=args.seed, overrides=args.overrides)
+    return 0
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of configs/demo.yaml")
+    p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
+
+
 COMMANDS = {
     "info": (cmd_info, "parameters, FLOPs, default boxes and feature maps of a config",
              lambda p: (_config_args(p), p.add_argument("--json", action="store_true",
@@ -246,6 +256,7 @@ COMMANDS = {
     "synth": (cmd_synth, "write the synthetic shapes dataset (COCO layout, JPEG files)", _synth_args),
     "predict": (cmd_predict, "draw detections on images and write them as COCO results JSON",
                 _predict_args),
+    "demo": (cmd_demo, "synthesize a dataset, train, evaluate and predict on this machine", _demo_args),
     "export": (cmd_export, "export to ONNX (optionally with NMS), checked against PyTorch with onnxruntime",
                _export_args),
 }
@@ -259,8 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command's arguments; ``key=value`` overrides may come before or after options."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in COMMANDS:
+        return build_parser().parse_args(argv)  # help, or an error listing the commands
+    _, help_text, add_args = COMMANDS[argv[0]]
+    sub = argparse.ArgumentParser(prog=f"ssdzoo {argv[0]}", description=help_text)
+    add_args(sub)
+    return argparse.Namespace(command=argv[0], **vars(sub.parse_intermixed_args(argv[1:])))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return COMMANDS[args.command][0](args) or 0

@@ -71,6 +71,7 @@ class Config:
     extras_strides: tuple[int, ...] = (1, 1, 2, 2, 2, 2)
     extras_ratio: tuple[float, ...] = (0.2, 0.2, 0.2, 0.25, 0.5, 0.25)
     num_addition_layers: int = 4  # conv layers of the weight-shared head
+    cls_prior: float = 0.0  # ssdzoo: initial class probability (RetinaNet's 0.01); 0 = the seed's zero bias
     # ssdzoo: what the seed's layers do that PyTorch's defaults don't
     expand_act: str = "relu6"  # activation of the stride-16 expansion layer: relu6 | hardswish
     expand_bn_eps: float = 1e-3  # its BN eps (1e-5 in the MobileNetV3 recipe)
@@ -211,6 +212,8 @@ def _validated(cfg: Config, source: str = "config") -> Config:
     for key in ("batch_size", "epoch_size", "max_boxes"):
         if getattr(cfg, key) <= 0:
             fail(f"{key} must be positive, got {getattr(cfg, key)}")
+    if not 0.0 <= cfg.cls_prior < 1.0:
+        fail(f"cls_prior must be in [0, 1), got {cfg.cls_prior}")
     for key in ("match_threshold", "nms_threshold", "min_score"):
         if not 0.0 <= getattr(cfg, key) <= 1.0:
             fail(f"{key} must be in [0, 1], got {getattr(cfg, key)}")

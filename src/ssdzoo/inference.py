@@ -1,7 +1,6 @@
 """The inference path, end to end: images of any size -> one ``Detections`` per image.
 
-    preprocess   resize to cfg.image_size (PIL bilinear, no aspect keeping, as the seed),
-                 normalize with cfg.mean / cfg.std
+    preprocess   resize to cfg.image_size and normalize, as the evaluation pipeline does
     network      a ``Detector`` in PyTorch, or an exported ONNX graph run by onnxruntime
     decode       sigmoid of the logits; offsets -> boxes with ``default_boxes(cfg)``
     postprocess  the seed's per-class NMS, boxes scaled to each original image's pixels
@@ -23,6 +22,7 @@ from PIL import Image
 from torch import Tensor
 
 from .anchors import default_boxes
+from .data.transforms import normalize, resize_image
 from .postprocess import Detections, select_detections
 from .targets import decode
 
@@ -51,42 +51,28 @@ def load_image(source: ImageInput) -> np.ndarray:
             raise ImageReadError(f"image array must be (H, W, 3) or (H, W), got {source.shape}")
         return np.ascontiguousarray(np.broadcast_to(source, source.shape[:2] + (3,)))
     if isinstance(source, Image.Image):
-        return np.asarray(source.convert("RGB"))
+        return np.array(source.convert("RGB"))
     try:
         with Image.open(source) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageReadError(f"{source}: not a readable image ({err})") from err
-
-
-def resize_bilinear(image_rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """(H, W, 3) uint8 -> (size_hw[0], size_hw[1], 3) uint8 with PIL's bilinear filter.
-
-    The one place the inference path resizes; the eval data pipeline resizes the same way.
-    """
-    if image_rgb.shape[:2] == tuple(size_hw):
-        return image_rgb
-    resized = Image.fromarray(image_rgb).resize((size_hw[1], size_hw[0]), Image.Resampling.BILINEAR)
-    return np.asarray(resized)
 
 
 def preprocess(images: Sequence[ImageInput], cfg: "Config") -> tuple[Tensor, Tensor]:
     """Images of any sizes -> (batch (N, 3, H, W) float32 normalized, image_hw (N, 2) int64).
 
-    ``image_hw`` holds each original (height, width), which postprocessing scales boxes to.
-    The batch has channels-last strides (the decoded pixels' own layout, no transpose copy).
-    Normalization runs in numpy: a torch op here would wake torch's thread pool, whose
-    spinning threads then slow an onnxruntime call that follows (12 -> 25 ms measured).
+    The evaluation pipeline's own resize (bilinear with antialiasing, no aspect keeping, as the
+    seed) and normalization, so that predictions match ``ssdzoo eval``'s. ``image_hw`` holds
+    each original (height, width), which postprocessing scales boxes to.
     """
     arrays = [load_image(image) for image in images]
     image_hw = torch.tensor([a.shape[:2] for a in arrays], dtype=torch.int64).reshape(-1, 2)
-    height, width = cfg.image_size
-    pixels = np.stack([resize_bilinear(a, (height, width)) for a in arrays]) if arrays else \
-        np.zeros((0, height, width, 3), np.uint8)  # (N, H, W, 3)
-    mean = np.asarray(cfg.mean, dtype=np.float32)
-    std = np.asarray(cfg.std, dtype=np.float32)
-    normalized = (pixels.astype(np.float32) / np.float32(255.0) - mean) / std
-    return torch.from_numpy(normalized).permute(0, 3, 1, 2), image_hw
+    batch = torch.empty(len(arrays), 3, *cfg.image_size)
+    for i, array in enumerate(arrays):
+        pixels = torch.from_numpy(array).permute(2, 0, 1)  # (3, h, w) uint8
+        batch[i] = normalize(resize_image(pixels, cfg.image_size), mean=cfg.mean, std=cfg.std)
+    return batch, image_hw
 
 
 def resolve_device(device: str) -> torch.device:

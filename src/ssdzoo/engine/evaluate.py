@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 import torch
@@ -53,6 +55,17 @@ def coco_stats(ground_truth: dict, results: list[dict], image_ids: Optional[Sequ
         evaluator.accumulate()
         evaluator.summarize()
     return {name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats[:12])}
+
+
+def write_metrics_json(stats: dict[str, float], path: str | Path, **extra) -> Path:
+    """The 12 numbers (0 to 1; COCOeval's -1, no ground truth of that size, as null) and
+    ``extra`` as one JSON object, written atomically."""
+    path = Path(path)
+    values = {name: (value if value >= 0 else None) for name, value in stats.items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({**values, **extra}, indent=2) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def format_table(stats: dict[str, float]) -> str:

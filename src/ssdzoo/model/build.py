@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 from ..anchors import default_boxes
 from .backbone import TimmBackbone
 from .detector import Detector
-from .heads import SharedHead, SSDHead
+from .heads import SharedHead, SSDHead, set_prior_probability
 from .layers import init_new_layers, use_same_padding
 from .necks import FPN, SSDExtras
 
@@ -50,6 +50,8 @@ def build_model(cfg: "Config", weights: Optional[str | Path] = None) -> Detector
                          f"{num_levels}")
     init_new_layers(neck)
     init_new_layers(head)
+    if cfg.cls_prior > 0:
+        set_prior_probability(head.cls_convs(), cfg.num_classes, cfg.cls_prior)
     check_anchor_layout(cfg, feature_sizes(cfg, backbone.strides))
 
     model = Detector(backbone, neck, head)

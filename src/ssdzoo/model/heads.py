@@ -11,6 +11,8 @@ Both return (loc (N, A, 4), logits (N, A, num_classes)), anchors ordered level, 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -21,6 +23,18 @@ def flatten_level(x: Tensor, values_per_box: int) -> Tensor:
     """(N, B*K, H, W) -> (N, H*W*B, K): anchors in row, column, box order."""
     n = x.shape[0]
     return x.permute(0, 2, 3, 1).reshape(n, -1, values_per_box)
+
+
+def set_prior_probability(cls_convs: list[nn.Conv2d], num_classes: int, prior: float) -> None:
+    """Start every anchor at probability ``prior`` for each class and 1 - prior for background
+    (RetinaNet's initialization, Lin et al. 2017, section 4.1, with the seed's background column),
+    instead of 0.5 everywhere: the first steps then don't spend themselves on the flood of easy
+    negatives."""
+    logit = math.log(prior / (1 - prior))
+    for conv in cls_convs:
+        bias = conv.bias.detach().view(-1, num_classes)  # (boxes, classes), as the head lays them out
+        bias[:, 0] = -logit
+        bias[:, 1:] = logit
 
 
 class SSDHead(nn.Module):
@@ -35,6 +49,10 @@ class SSDHead(nn.Module):
         self.loc = nn.ModuleList(branch(c, b * 4) for c, b in zip(in_channels, num_default))
         self.cls = nn.ModuleList(branch(c, b * num_classes) for c, b in zip(in_channels, num_default))
         self.num_classes = num_classes
+
+    def cls_convs(self) -> list[nn.Conv2d]:
+        """The convs whose outputs are class logits."""
+        return [branch[-1] for branch in self.cls]
 
     def forward(self, maps: list[Tensor]) -> tuple[Tensor, Tensor]:
         loc = [flatten_level(head(x), 4) for head, x in zip(self.loc, maps)]
@@ -68,6 +86,9 @@ class SharedHead(nn.Module):
         self.loc = nn.Conv2d(channels, num_default * 4, 3, padding=1)
         self.cls = nn.Conv2d(channels, num_default * num_classes, 3, padding=1)
         self.num_classes = num_classes
+
+    def cls_convs(self) -> list[nn.Conv2d]:
+        return [self.cls]
 
     def forward(self, maps: list[Tensor]) -> tuple[Tensor, Tensor]:
         loc = [flatten_level(self.loc(self.loc_tower(x, i)), 4) for i, x in enumerate(maps)]
