@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny import TINY_OVERRIDES, tiny_config, tiny_model
+from tiny import TINY_CONFIG, tiny_config, tiny_model
 
 import ssdzoo
 from ssdzoo.cli import main
@@ -17,12 +17,12 @@ ort = pytest.importorskip("onnxruntime")
 
 SIZES_HW = ((48, 64), (96, 80), (64, 64))
 # max_boxes 4 makes the per-class cap bind; min_score 0.2 leaves a part of the anchors out
-OVERRIDES = [*TINY_OVERRIDES, "max_boxes=4", "min_score=0.2"]
+OVERRIDES = ["max_boxes=4", "min_score=0.2"]
 
 
 @pytest.fixture(scope="module")
 def cfg():
-    return tiny_config("max_boxes=4", "min_score=0.2")
+    return tiny_config(*OVERRIDES)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def nms_export(checkpoint, tmp_path_factory):
     path = tmp_path_factory.mktemp("nms") / "model_nms.onnx"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = main(["export", "demo", *OVERRIDES, "--checkpoint", str(checkpoint), "--out", str(path),
+        code = main(["export", str(TINY_CONFIG), *OVERRIDES, "--checkpoint", str(checkpoint), "--out", str(path),
                      "--nms"])
     return path, code, out.getvalue()
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny import TINY_OVERRIDES, tiny_config, tiny_model
+from tiny import TINY_CONFIG, tiny_config, tiny_model
 
 from ssdzoo.cli import main
 from ssdzoo.export import synthetic_images
@@ -17,7 +17,7 @@ from ssdzoo.postprocess import Detections
 from ssdzoo.predict import coco_results, collect_images, image_ids, read_category_ids
 from ssdzoo.visualize import class_colour, draw_detections
 
-SET = [arg for item in TINY_OVERRIDES for arg in ("--set", item)]
+SET = ["--set", "max_boxes=50"]  # config overrides come with --set (the images are positional)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def inputs(tmp_path, model):
 def test_predict_writes_images_and_coco_json(inputs, cfg, model, tmp_path, capsys, caplog):
     checkpoint, folder, extra = inputs
     out = tmp_path / "out"
-    code = main(["predict", "demo", "--checkpoint", str(checkpoint), str(folder), str(extra),
+    code = main(["predict", str(TINY_CONFIG), "--checkpoint", str(checkpoint), str(folder), str(extra),
                  "--out", str(out), "--score", "0.3", *SET])
     assert code == 0
     assert "broken.jpg" in caplog.text and "not a readable image" in caplog.text
@@ -77,7 +77,7 @@ def test_predict_writes_images_and_coco_json(inputs, cfg, model, tmp_path, capsy
 
 def test_predict_missing_input_is_a_clear_error(inputs, tmp_path, capsys):
     checkpoint, _, _ = inputs
-    code = main(["predict", "demo", "--checkpoint", str(checkpoint), str(tmp_path / "nope.jpg"),
+    code = main(["predict", str(TINY_CONFIG), "--checkpoint", str(checkpoint), str(tmp_path / "nope.jpg"),
                  "--out", str(tmp_path / "out"), *SET])
     assert code == 2 and "nope.jpg" in capsys.readouterr().err
 

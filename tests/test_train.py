@@ -18,8 +18,8 @@ from ssdzoo.data.synthetic import SynthSpec
 from ssdzoo.engine import train as train_module
 from ssdzoo.engine.checkpoint import load_checkpoint
 from ssdzoo.engine.train import NonFiniteLossError, train
+from tiny import TINY_CONFIG as TINY
 
-TINY = Path(__file__).with_name("tiny.yaml")
 
 
 @pytest.fixture(scope="module")

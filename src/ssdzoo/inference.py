@@ -49,7 +49,7 @@ def load_image(source: ImageInput) -> np.ndarray:
             source = source[:, :, None]
         if source.ndim != 3 or source.shape[2] not in (1, 3):
             raise ImageReadError(f"image array must be (H, W, 3) or (H, W), got {source.shape}")
-        return np.ascontiguousarray(np.broadcast_to(source, source.shape[:2] + (3,)))
+        return np.array(np.broadcast_to(source, source.shape[:2] + (3,)))  # a writable copy
     if isinstance(source, Image.Image):
         return np.array(source.convert("RGB"))
     try:
