@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
+from ssdzoo import load_config
 from ssdzoo.bench.inference_speed import TORCHVISION_NAME
 from ssdzoo.bench.runner import format_table
+from ssdzoo.bench.train_speed import bench_loader_training
 from ssdzoo.cli import main
 from ssdzoo.data import make_synthetic_coco
 
@@ -16,14 +19,20 @@ TINY = str(Path(__file__).parent / "tiny.yaml")
 
 
 @pytest.fixture(scope="module")
-def record(tmp_path_factory) -> dict:
+def synth_data(tmp_path_factory) -> Path:
+    """Four images of ``ssdzoo synth``'s three shapes, a raw COCO folder."""
+    folder = tmp_path_factory.mktemp("synth")
+    make_synthetic_coco(folder, num_train=4, num_val=0, progress=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def record(tmp_path_factory, synth_data) -> dict:
     """One quick run with everything on: synthetic and loader training, PyTorch, onnxruntime
     and torchvision inference, box ops."""
-    tmp = tmp_path_factory.mktemp("bench")
-    make_synthetic_coco(tmp / "data", num_train=4, num_val=0, progress=False)
-    out = tmp / "out" / "bench.json"
+    out = tmp_path_factory.mktemp("bench") / "out" / "bench.json"
     assert main(["benchmark", TINY, "--quick", "--threads", "1", "--batch", "2", "--throughput-batch", "2",
-                 "--data", str(tmp / "data"), "--workers", "0", "--json", str(out)]) == 0
+                 "--data", str(synth_data), "--workers", "0", "--json", str(out)]) == 0
     assert not [p for p in out.parent.iterdir() if p.name != out.name]  # no temporary file left
     return json.loads(out.read_text())
 
@@ -55,6 +64,13 @@ def test_record_has_every_measurement(record):
 
     assert {t["goal"] for t in record["targets"]} == {"<= 1.0", "<= 0.5", ">= 1.0"}
     assert "targets (issue 5)" in format_table(record)
+
+
+def test_loader_run_takes_the_datasets_classes(synth_data):
+    cfg = load_config(TINY).replace(classes=("background", "circle"), num_classes=2)
+    result = bench_loader_training(cfg, synth_data, torch.device("cpu"), batch_size=2, channels_last=False,
+                                   workers=0, steps=1, warmup=0)
+    assert result["num_classes"] == 4 and result["steps"] == 1
 
 
 def test_parts_can_be_left_out(tmp_path):

@@ -224,7 +224,8 @@ def format_table(results: dict) -> str:
         lines.append(f"  {name + ' (synthetic)':<56}{v['img_per_s']:>9.2f}{v['step']['median_ms']:>10.1f}"
                      f"{'x'.join(map(str, v['input_hw'])):>10}  {v['amp']}")
     for name, v in training.get("loader", {}).items():
-        lines.append(f"  {name + ' (loader, ' + str(v['workers']) + ' workers)':<56}{v['img_per_s']:>9.2f}"
+        label = f"{name} (loader, {v['workers']} workers, {v['num_classes']} classes)"
+        lines.append(f"  {label:<56}{v['img_per_s']:>9.2f}"
                      f"{1e3 * v['seconds'] / v['steps']:>10.1f}{'':>10}  waited for data "
                      f"{100 * v['data_wait_share']:.0f}% of the time")
     inference = results["inference"]
@@ -241,13 +242,14 @@ def format_table(results: dict) -> str:
     for name, reason in inference["skipped"].items():
         lines.append(f"  {name}: skipped ({reason})")
     for name, block in results.get("box_ops", {}).items():
-        lines += ["", f"{'box ops of ' + name + ', ms per image':<58}{'seed':>11}{'ssdzoo':>10}{'speedup':>9}  identical"]
-        encode = block["encode"]
-        rows = [(f"encode {encode['batch']} images x {encode['boxes_per_image']} boxes, {encode['anchors']} anchors",
-                 encode["timings"], encode["labels_identical"])]
-        post = block["postprocess"]
-        rows += [(f"postprocess {case}: {v['candidates_per_image']:.0f} candidates, {post['anchors']} x {post['classes']}",
-                  v["timings"], v["identical"]) for case, v in post["cases"].items()]
+        title = f"box ops of {name}, ms per image"
+        lines += ["", f"{title:<58}{'seed':>11}{'ssdzoo':>10}{'speedup':>9}  identical"]
+        encode, post = block["encode"], block["postprocess"]
+        rows = [(f"encode {encode['batch']} images x {encode['boxes_per_image']} boxes, "
+                 f"{encode['anchors']} anchors", encode["timings"], encode["labels_identical"])]
+        rows += [(f"postprocess {case}: {v['candidates_per_image']:.0f} candidates, "
+                  f"{post['anchors']} x {post['classes']}", v["timings"], v["identical"])
+                 for case, v in post["cases"].items()]
         for label, timings, same in rows:
             t = next(iter(timings.values()))
             lines.append(f"  {label:<56}{t['seed_ms_per_image']:>11.3f}{t['ssdzoo_ms_per_image']:>10.3f}"

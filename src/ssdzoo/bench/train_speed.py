@@ -7,7 +7,9 @@ takes its own input: ssdzoo the config's image size, normalized; torchvision 320
 [0, 1], which its own transform normalizes (and resizes, a no-op size here), with ground truth
 in pixels, the format its training code takes. Both see the same boxes (normalized, scaled).
 With ``--data`` the ssdzoo step also runs on the real loader (``load_dataset`` +
-``make_loader``), and the time the step waits for the next batch is measured apart.
+``make_loader``), and the time the step waits for the next batch is measured apart; a
+dataset with other categories than the config's (``ssdzoo synth``'s three shapes under a COCO
+recipe) gets a model with its own class count for that run.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ import torch
 from torch import Tensor
 
 from ..config import Config
-from ..data import Batch, load_dataset, make_loader
+from ..data import Batch, PackedSplit, load_dataset, make_loader, read_coco_json
+from ..data.coco import annotation_path
+from ..data.dataset import TRAIN_SPLIT
+from ..data.packed import is_packed_split
 from ..engine.train import TrainStep, autocast_dtype, build_optimizer, set_train_mode
 from ..model import build_model
 from .box_ops import random_ground_truth
@@ -144,6 +149,11 @@ def bench_loader_training(cfg: Config, data: str | Path, device: torch.device, *
     for batches. Steps are not synchronized one by one (the loader and the device overlap, as
     in training); the window is, at both ends."""
     cfg = cfg.replace(num_parallel_workers=workers, batch_size=batch_size)
+    classes = dataset_classes(data)
+    if classes is not None and len(classes) != cfg.num_classes - 1:
+        log.info("%s has %d categories: the loader run's model has %d classes (the config's %d)",
+                 data, len(classes), len(classes) + 1, cfg.num_classes)
+        cfg = cfg.replace(classes=("background", *classes), num_classes=len(classes) + 1)
     dataset = load_dataset(data, cfg, train=True)
     loader = make_loader(dataset, cfg, train=True, batch_size=batch_size)
     if len(loader) == 0:
@@ -171,8 +181,21 @@ def bench_loader_training(cfg: Config, data: str | Path, device: torch.device, *
         "seconds": round(seconds, 3), "steps": steps, "batch": batch_size, "workers": workers,
         "data_wait": Timing(tuple(waits)).to_dict(),
         "data_wait_share": round(sum(waits) / seconds, 3),
-        "source": dataset.source, "images": len(dataset), "last_loss": float(loss),
+        "source": dataset.source, "images": len(dataset), "num_classes": cfg.num_classes,
+        "last_loss": float(loss),
     }
+
+
+def dataset_classes(data: str | Path) -> Optional[tuple[str, ...]]:
+    """Category names of the training split ``load_dataset`` finds at ``data`` (None: none
+    found; ``load_dataset`` then says what it expected)."""
+    path = Path(data)
+    for folder in (path, path / TRAIN_SPLIT):
+        if is_packed_split(folder):
+            return tuple(c["name"] for c in PackedSplit(folder).index.categories)
+    if annotation_path(path, TRAIN_SPLIT).is_file():
+        return tuple(c["name"] for c in read_coco_json(annotation_path(path, TRAIN_SPLIT)).categories)
+    return None
 
 
 def _endless(loader) -> Iterator[Batch]:
