@@ -219,10 +219,10 @@ def format_table(results: dict) -> str:
              + f"; channels_last {s['channels_last']}; medians"]
     training = results["training"]
     lines += ["", f"{'training, batch ' + str(training['batch']) + ', full step':<58}{'img/s':>9}{'ms/step':>10}"
-                  f"{'input':>10}  amp"]
+                  f"{'input':>10}  precision"]
     for name, v in training["variants"].items():
         lines.append(f"  {name + ' (synthetic)':<56}{v['img_per_s']:>9.2f}{v['step']['median_ms']:>10.1f}"
-                     f"{'x'.join(map(str, v['input_hw'])):>10}  {v['amp']}")
+                     f"{'x'.join(map(str, v['input_hw'])):>10}  {v['precision']}")
     for name, v in training.get("loader", {}).items():
         label = f"{name} (loader, {v['workers']} workers, {v['num_classes']} classes)"
         lines.append(f"  {label:<56}{v['img_per_s']:>9.2f}"

@@ -136,7 +136,7 @@ def bench_training(cfgs: dict[str, Config], device: torch.device, *, batch_size:
             "img_per_s": round(batch_size / (timing.median_ms / 1e3), 2),
             "step": timing.to_dict(),
             "input_hw": list(cfg.image_size) if cfg else [TORCHVISION_SIZE, TORCHVISION_SIZE],
-            "amp": str(steps[name].amp_dtype) if cfg else str(reference.amp_dtype),
+            "precision": _precision(steps[name].amp_dtype if cfg else reference.amp_dtype),
             "last_loss": float(last_loss[name]),
         }
     return {"batch": batch_size, "channels_last": channels_last, "boxes_per_image": BOXES_PER_IMAGE,
@@ -196,6 +196,10 @@ def dataset_classes(data: str | Path) -> Optional[tuple[str, ...]]:
     if annotation_path(path, TRAIN_SPLIT).is_file():
         return tuple(c["name"] for c in read_coco_json(annotation_path(path, TRAIN_SPLIT)).categories)
     return None
+
+
+def _precision(amp_dtype: Optional[torch.dtype]) -> str:
+    return f"autocast {str(amp_dtype).removeprefix('torch.')}" if amp_dtype else "fp32"
 
 
 def _endless(loader) -> Iterator[Batch]:
