@@ -42,9 +42,10 @@ class Conv2dSame(nn.Conv2d):
     """A conv with TensorFlow "same" padding, computed from the input size at run time."""
 
     def forward(self, x: Tensor) -> Tensor:
-        pads = same_pads(x, self.kernel_size, self.stride, self.dilation)
-        if any(pads):
-            x = F.pad(x, pads)
+        left, right, top, bottom = same_pads(x, self.kernel_size, self.stride, self.dilation)
+        if left == right and top == bottom:  # symmetric (odd inputs): the conv pads, no copy
+            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
+        x = F.pad(x, (left, right, top, bottom))
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
@@ -52,9 +53,10 @@ class MaxPool2dSame(nn.MaxPool2d):
     """A max-pool with TensorFlow "same" padding; padded cells never win (they are -inf)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        pads = same_pads(x, _pair(self.kernel_size), _pair(self.stride), _pair(self.dilation))
-        if any(pads):
-            x = F.pad(x, pads, value=float("-inf"))
+        left, right, top, bottom = same_pads(x, _pair(self.kernel_size), _pair(self.stride), _pair(self.dilation))
+        if left == right and top == bottom:  # symmetric: the pool pads (with -inf), no copy
+            return F.max_pool2d(x, self.kernel_size, self.stride, (top, left), self.dilation, self.ceil_mode)
+        x = F.pad(x, (left, right, top, bottom), value=float("-inf"))
         return F.max_pool2d(x, self.kernel_size, self.stride, 0, self.dilation, self.ceil_mode)
 
 
