@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def run_demo(out_dir: str | Path = "runs/demo", *, seed: int = 0, overrides: Sequence[str] = (),
-             num_predictions: int = 8) -> dict:
+             num_predictions: int = 8, picture_score: float = 0.5) -> dict:
     """Run the demo into ``out_dir``; returns the evaluation numbers and where the outputs are."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -41,18 +42,21 @@ def run_demo(out_dir: str | Path = "runs/demo", *, seed: int = 0, overrides: Seq
 
     device = resolve_device(cfg.device, DistInfo())
     model = build_model(cfg, weights=checkpoint).to(device)
-    stats = evaluate(model, load_dataset(cfg.data_dir, cfg, train=False), cfg, device=device)
+    stats = evaluate(model, load_dataset(cfg.data_dir, cfg, train=False), cfg, device=device,
+                     progress=sys.stderr.isatty())
     metrics_path = write_metrics_json(stats, out_dir / "metrics.json", config="demo", checkpoint=checkpoint)
 
     images = collect_images([raw / "val2017"])[:num_predictions]
-    predictions = run_predict(Predictor(cfg, model, device=str(device)), images, out_dir / "predictions")
+    predictor = Predictor(cfg, model, device=str(device), min_score=picture_score)
+    predictions = run_predict(predictor, images, out_dir / "predictions")
     minutes = (time.perf_counter() - start) / 60
     print(format_table(stats))
     print(f"\ndemo finished in {minutes:.1f} min: AP {stats['AP']:.3f}, AP50 {stats['AP50']:.3f}")
     print(f"  metrics       {metrics_path}")
     print(f"  curves        {out_dir / 'curves.png'}")
     print(f"  checkpoint    {checkpoint}")
-    print(f"  predictions   {predictions.json_path.parent}/ ({len(predictions.written)} images)")
+    print(f"  predictions   {predictions.json_path.parent}/ ({len(predictions.written)} images, "
+          f"scores > {picture_score})")
     return {"stats": stats, "checkpoint": checkpoint, "metrics": str(metrics_path), "minutes": minutes,
             "predictions": [str(p) for p in predictions.written]}
 
