@@ -145,6 +145,8 @@ class _Run:
         self.show_progress = info.is_main and (sys.stderr.isatty() if progress_bar is None else progress_bar)
         self.out_dir = Path(cfg.ckpt_save_dir)
         torch.manual_seed(cfg.seed + info.rank)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest convs
 
         model = build_model(cfg).to(device)
         if cfg.channels_last:
