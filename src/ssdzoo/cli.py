@@ -323,7 +323,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     _, help_text, add_args = COMMANDS[argv[0]]
     sub = argparse.ArgumentParser(prog=f"ssdzoo {argv[0]}", description=help_text)
     add_args(sub)
-    return argparse.Namespace(command=argv[0], **vars(sub.parse_intermixed_args(argv[1:])))
+    nested = any(isinstance(action, argparse._SubParsersAction) for action in sub._actions)
+    parse = sub.parse_args if nested else sub.parse_intermixed_args  # intermixed can't take subcommands
+    return argparse.Namespace(command=argv[0], **vars(parse(argv[1:])))
 
 
 def main(argv: list[str] | None = None) -> int:
