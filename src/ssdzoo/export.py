@@ -29,7 +29,6 @@ import contextlib
 import copy
 import json
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence
@@ -41,9 +40,9 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
 from .anchors import default_boxes
+from .atomic import atomic_path
 from .inference import Predictor, preprocess
 from .postprocess import Detections
-from .predict import temporary_path
 from .targets import decode_offsets
 
 if TYPE_CHECKING:
@@ -179,14 +178,8 @@ def export_onnx(model: "Detector", cfg: "Config", path: str | Path, *, nms: bool
         "ssdzoo.nms_threshold": str(cfg.nms_threshold),
         "ssdzoo.max_boxes": str(cfg.max_boxes),
     })
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    try:
+    with atomic_path(path) as tmp:
         program.save(tmp, external_data=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NamedTuple, Optional, Sequence
 
 from PIL import Image
 
+from .atomic import atomic_path
 from .boxes import xyxy_to_xywh
 from .inference import ImageReadError, Predictor, load_image
 from .postprocess import Detections
@@ -146,17 +145,6 @@ def _save_image(image: Image.Image, out_dir: Path, source: Path, used_names: set
 
 
 def _atomic_write(path: Path, write: Callable) -> None:
-    """Write through ``write(file)`` to a temporary file beside ``path``, then rename it."""
-    tmp = temporary_path(path)
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def temporary_path(path: Path) -> Path:
-    """A fresh hidden name beside ``path`` (same folder, so os.replace is an atomic rename)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    """Write through ``write(file)``; the file appears whole under ``path`` or not at all."""
+    with atomic_path(path, durable=False) as tmp, open(tmp, "wb") as f:
+        write(f)

@@ -15,11 +15,10 @@ small and unaffected. ``warm_allocator=False`` measures that cold state.
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import statistics
 import time
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -31,6 +30,7 @@ from ..config import load_config
 from ..postprocess import Detections, postprocess
 from ..targets import encode
 from .seed_reference import seed_encode, seed_postprocess
+from .timing import torch_threads
 
 # (name, share of the (anchor, class) scores over min_score, objects, boxes per object): the
 # three random ones span the golden cases (~350, ~55 and ~4 candidates per class); "clustered"
@@ -188,7 +188,7 @@ def _time_pair(run_seed: Callable, run_ssdzoo: Callable, *, repeats: int, thread
     """Median ms of each side, interleaved, for each torch thread count (None: the default)."""
     timings = {}
     for threads in thread_counts:
-        with _torch_threads(threads) as count:
+        with torch_threads(threads) as count:
             for _ in range(2):  # warm-up
                 run_seed(), run_ssdzoo()
             seed_s, ssdzoo_s = [], []
@@ -212,15 +212,3 @@ def _seconds(fn: Callable) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-@contextlib.contextmanager
-def _torch_threads(count: Optional[int]) -> Iterator[int]:
-    """torch's intra-op thread count set for the block (None: leave it), restored after."""
-    before = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..config import Config, load_config
-from ..data.packed import write_json_atomic
+from ..atomic import write_json
 from ..inference import resolve_device
 from .box_ops import POSTPROCESS_CASES, bench_encode, bench_postprocess
 from .inference_speed import TORCHVISION_NAME, bench_inference
@@ -204,7 +204,7 @@ def write_results(path: str | Path, results: dict) -> Path:
     """The record as JSON at ``path`` (folders made), written atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, results)
+    write_json(path, results)
     return path
 
 

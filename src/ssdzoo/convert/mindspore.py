@@ -15,7 +15,6 @@ names it. ``convert_checkpoint`` writes the result as safetensors (``ssdzoo conv
 from __future__ import annotations
 
 import logging
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ..atomic import atomic_path
 from .mindspore_ckpt import MindSporeCheckpoint, read_mindspore_checkpoint
 from .mindspore_names import (SSD_BACKBONE_PREFIX, SSD_RULES, Mapping, apply_rules, backbone_family,
                               map_backbone)
@@ -199,11 +199,7 @@ def convert_checkpoint(path: str | Path, cfg: "Config", out: str | Path) -> Conv
                     for k in conversion.state if k.endswith(".running_mean")}  # timm's BN has them
         conversion = conversion._replace(state={**conversion.state, **counters})
     log_dropped(str(path), conversion.dropped)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(out) as tmp:
         save_file({k: v.contiguous() for k, v in conversion.state.items()}, str(tmp),
                   metadata={"source": path.name, "kind": kind, "backbone": cfg.backbone})
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return conversion

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import pyarrow as pa
 
+from ..atomic import atomic_path, commit, temporary_path, write_json
 from .coco import DetectionIndex
 
 FORMAT = "ssdzoo.packed"
@@ -70,36 +70,9 @@ def file_entry(path: Path, **extra: Any) -> dict:
 
 
 def _write_ipc_atomic(path: Path, batches: list[pa.RecordBatch], schema: pa.Schema) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-            for batch in batches:
-                writer.write_batch(batch)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(value, f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
 
 
 class ShardWriter:
@@ -117,14 +90,13 @@ class ShardWriter:
         self._rows = 0
         self._pending_ids: list[int] = []
         self._pending_data: list[bytes] = []
-
-    def _tmp_path(self) -> Path:
-        return self.folder / f".{SHARD_NAME.format(len(self.shards))}.tmp-{os.getpid()}"
+        self._tmp: Optional[Path] = None
 
     def add(self, image_id: int, data: bytes) -> tuple[int, int]:
         """Append one image; return its (shard, row)."""
         if self._writer is None:
-            self._sink = pa.OSFile(str(self._tmp_path()), "wb")
+            self._tmp = temporary_path(self.folder / SHARD_NAME.format(len(self.shards)))
+            self._sink = pa.OSFile(str(self._tmp), "wb")
             self._writer = pa.ipc.new_file(self._sink, SHARD_SCHEMA)
         location = (len(self.shards), self._rows)
         self._pending_ids.append(image_id)
@@ -147,9 +119,8 @@ class ShardWriter:
         self._flush_batch()
         self._writer.close()
         self._sink.close()
-        tmp, final = self._tmp_path(), self.folder / SHARD_NAME.format(len(self.shards))
-        _fsync(tmp)
-        os.replace(tmp, final)
+        final = self.folder / SHARD_NAME.format(len(self.shards))
+        commit(self._tmp, final)
         self.shards.append(file_entry(final, rows=self._rows))
         self._writer, self._sink, self._rows = None, None, 0
 
@@ -164,7 +135,7 @@ class ShardWriter:
         if self._writer is not None:
             self._writer.close()
             self._sink.close()
-            self._tmp_path().unlink(missing_ok=True)
+            self._tmp.unlink(missing_ok=True)
             self._writer = None
 
 
@@ -203,7 +174,7 @@ def write_manifest(folder: Path, *, split: str, categories: tuple[dict, ...], sh
         "categories": [dict(c) for c in categories],
         "shards": shards, "tables": tables,
     }
-    write_json_atomic(folder / MANIFEST, manifest)
+    write_json(folder / MANIFEST, manifest)
     return manifest
 
 

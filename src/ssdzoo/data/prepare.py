@@ -26,7 +26,8 @@ from tqdm import tqdm
 from .coco import (IndexBuilder, annotation_path, candidate_images, check_size, is_training_split,
                    read_coco_json, summary_counts)
 from .images import ImageFile, ImageFileError, read_image_file
-from .packed import SUMMARY, ShardWriter, write_index, write_json_atomic, write_manifest
+from ..atomic import write_json
+from .packed import SUMMARY, ShardWriter, write_index, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def prepare_split(
             "workers": workers, "seconds": round(seconds, 2),
             "images_per_second": round(len(rows) / seconds, 1) if seconds > 0 else None,
         }
-        write_json_atomic(staging / SUMMARY, summary)
+        write_json(staging / SUMMARY, summary)
         write_manifest(staging, split=split, categories=index.categories, shards=shards,
                        tables=tables, num_boxes=num_boxes)
         _move_into_place(staging, out_dir)

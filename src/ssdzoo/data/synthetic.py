@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import colorsys
 import io
-import json
 import math
 import multiprocessing
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
+
+from ..atomic import write_bytes, write_json
 
 SHAPES = ("circle", "square", "triangle")  # labels 1, 2, 3 (COCO category ids 1, 2, 3)
 SPLITS = {"train2017": 0, "val2017": 1}  # split -> stream number in the seed
@@ -76,7 +76,7 @@ def make_synthetic_coco(
                 bar.update()
         bar.close()
         coco = _coco_json(results)
-        _write_json_atomic(out / "annotations" / f"instances_{split}.json", coco)
+        write_json(out / "annotations" / f"instances_{split}.json", coco, indent=None)
         sizes = np.array([math.sqrt(a["bbox"][2] * a["bbox"][3]) for a in coco["annotations"]])
         summary[split] = {
             "images": count, "boxes": len(coco["annotations"]),
@@ -98,9 +98,7 @@ def _write_image(job: tuple) -> tuple[dict, list[dict]]:
     quality = int(rng.integers(spec.jpeg_quality[0], spec.jpeg_quality[1] + 1))
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
     path = Path(folder) / file_name
-    tmp = path.with_name(f".{file_name}.tmp-{os.getpid()}")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
+    write_bytes(path, buffer.getvalue(), durable=False)
     image = {"id": image_id, "file_name": file_name, "height": pixels.shape[0], "width": pixels.shape[1]}
     return image, objects
 
@@ -114,12 +112,6 @@ def _coco_json(results: list[tuple[dict, list[dict]]]) -> dict:
     categories = [{"id": k, "name": name, "supercategory": "shape"} for k, name in enumerate(SHAPES, 1)]
     return {"info": {"description": "ssdzoo synthetic shapes"}, "images": images,
             "annotations": annotations, "categories": categories}
-
-
-def _write_json_atomic(path: Path, value: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def render_image(rng: np.random.Generator, spec: SynthSpec = SynthSpec()) -> tuple[np.ndarray, list[dict]]:

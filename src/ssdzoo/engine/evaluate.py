@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
@@ -12,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from ..anchors import default_boxes
+from ..atomic import write_json
 from ..postprocess import Detections, postprocess
 from ..targets import decode
 
@@ -62,10 +62,7 @@ def write_metrics_json(stats: dict[str, float], path: str | Path, **extra) -> Pa
     ``extra`` as one JSON object, written atomically."""
     path = Path(path)
     values = {name: (value if value >= 0 else None) for name, value in stats.items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({**values, **extra}, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json(path, {**values, **extra}, indent=2)
 
 
 def format_table(stats: dict[str, float]) -> str:

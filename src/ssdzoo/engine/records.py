@@ -8,6 +8,8 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+from ..atomic import atomic_path
+
 log = logging.getLogger(__name__)
 
 EPOCH_FIELDS = ("epoch", "loss", "lr", "images_per_s", "seconds", "AP", "AP50")
@@ -44,12 +46,10 @@ class TrainingRecords:
                "images_per_s": f"{images_per_s:.2f}", "seconds": f"{seconds:.1f}",
                "AP": f"{metrics['AP']:.5f}" if metrics else "", "AP50": f"{metrics['AP50']:.5f}" if metrics else ""}
         self.rows = [r for r in self.rows if int(r["epoch"]) < epoch] + [row]
-        tmp = self.csv_path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=EPOCH_FIELDS)
             writer.writeheader()
             writer.writerows(self.rows)
-        tmp.replace(self.csv_path)
         if self.writer:
             self.writer.add_scalar("epoch/loss", loss, epoch)
             self.writer.add_scalar("epoch/images_per_s", images_per_s, epoch)
@@ -87,7 +87,6 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     ax_ap.set_title("validation (COCO)")
     ax_ap.legend()
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
-    tmp.replace(path)

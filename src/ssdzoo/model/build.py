@@ -55,7 +55,7 @@ def build_model(cfg: "Config", weights: Optional[str | Path] = None) -> Detector
     check_anchor_layout(cfg, feature_sizes(cfg, backbone.strides))
 
     model = Detector(backbone, neck, head)
-    from ..weights import load_backbone_weights, load_model_weights  # noqa: avoids an import cycle
+    from ..weights import load_backbone_weights, load_model_weights  # here: avoids an import cycle
 
     if cfg.backbone_ckpt_path:
         load_backbone_weights(model, cfg.backbone_ckpt_path, cfg)

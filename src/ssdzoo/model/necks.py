@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .layers import ConvBNAct, conv2d, upsample
+from .layers import ConvBNAct, upsample
 
 
 class InvertedResidual(nn.Module):

@@ -1,0 +1,59 @@
+"""Atomic file writes: every file ssdzoo writes appears whole under its name, or not at all.
+
+A file is written under a fresh hidden name in the same folder, flushed to disk, then renamed
+over the final name (a rename within one folder is atomic), so a crash mid-write leaves the
+previous file, if any, as it was.
+
+    with atomic_path("runs/v2/last.pt") as tmp:
+        torch.save(state, tmp)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+
+def temporary_path(path: str | Path) -> Path:
+    """A fresh hidden name beside ``path``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def commit(tmp: Path, path: str | Path, *, durable: bool = True) -> None:
+    """Rename the finished ``tmp`` over ``path``, after flushing it to disk if ``durable``."""
+    if durable:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
+    """A temporary path to write ``path`` through: committed when the block ends, removed if
+    it raises. The parent folder is created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        yield tmp
+        commit(tmp, path, durable=durable)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -> Path:
+    with atomic_path(path, durable=durable) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_json(path: str | Path, value: Any, *, indent: Optional[int] = 1, durable: bool = True) -> Path:
+    return write_bytes(path, (json.dumps(value, indent=indent) + "\n").encode("utf-8"), durable=durable)
