@@ -14,7 +14,8 @@ from ssdzoo.cli import main
 from ssdzoo.export import synthetic_images
 from ssdzoo.inference import Predictor
 from ssdzoo.postprocess import Detections
-from ssdzoo.predict import coco_results, collect_images, image_ids, read_category_ids
+from ssdzoo.engine.evaluate import coco_results
+from ssdzoo.predict import collect_images, image_ids, read_category_ids
 from ssdzoo.visualize import class_colour, draw_detections
 
 SET = ["--set", "max_boxes=50"]  # config overrides come with --set (the images are positional)
@@ -84,7 +85,7 @@ def test_predict_missing_input_is_a_clear_error(inputs, tmp_path, capsys):
 
 def test_coco_results_and_category_ids(cfg, tmp_path):
     detections = Detections(torch.tensor([[10.0, 20.0, 30.0, 60.0]]), torch.tensor([0.9]), torch.tensor([2]))
-    (row,) = coco_results(detections, image_id=7, file_name="a.jpg")
+    (row,) = coco_results([detections], [7], file_names=["a.jpg"])
     assert row == {"image_id": 7, "file_name": "a.jpg", "category_id": 2, "bbox": [10.0, 20.0, 20.0, 40.0],
                    "score": pytest.approx(0.9)}
 
@@ -92,12 +93,12 @@ def test_coco_results_and_category_ids(cfg, tmp_path):
     annotations.write_text(json.dumps({"categories": [
         {"id": 5, "name": "triangle"}, {"id": 3, "name": "circle"}, {"id": 4, "name": "square"}]}))
     ids = read_category_ids(annotations, cfg)  # cfg.classes: background, circle, square, triangle
-    assert ids == [0, 3, 4, 5]
-    assert coco_results(detections, image_id=7, file_name="a.jpg", category_ids=ids)[0]["category_id"] == 4
+    assert ids == [3, 4, 5]
+    assert coco_results([detections], [7], category_ids=ids)[0]["category_id"] == 4
 
     as_list = tmp_path / "ids.json"
     as_list.write_text("[11, 12, 13]")
-    assert read_category_ids(as_list, cfg) == [0, 11, 12, 13]
+    assert read_category_ids(as_list, cfg) == [11, 12, 13]
     as_list.write_text("[11, 12]")
     with pytest.raises(ValueError, match="ids.json"):
         read_category_ids(as_list, cfg)

@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Callable, NamedTuple, Optional, Sequence
 from PIL import Image
 
 from .atomic import atomic_path
-from .boxes import xyxy_to_xywh
+from .engine.evaluate import coco_results
 from .inference import ImageReadError, Predictor, load_image
-from .postprocess import Detections
 from .visualize import draw_detections
 
 if TYPE_CHECKING:
@@ -61,23 +60,9 @@ def image_ids(files: Sequence[Path]) -> list[int]:
     return list(range(1, len(files) + 1))
 
 
-def coco_results(detections: Detections, *, image_id: int, file_name: str,
-                 category_ids: Optional[Sequence[int]] = None) -> list[dict]:
-    """One image's detections as COCO result rows; ``category_ids[label]`` maps labels to
-    dataset category ids (default: the label itself)."""
-    coco_bbox_xywh = xyxy_to_xywh(detections.boxes.float()).tolist()
-    rows = []
-    for bbox, score, label in zip(coco_bbox_xywh, detections.scores.tolist(), detections.labels.tolist()):
-        rows.append({"image_id": image_id, "file_name": file_name,
-                     "category_id": int(category_ids[label]) if category_ids is not None else int(label),
-                     "bbox": [round(v, 3) for v in bbox], "score": round(score, 6)})
-    return rows
-
-
 def read_category_ids(path: str | Path, cfg: "Config") -> list[int]:
-    """Category id per label (index 0 = background, unused) from a JSON file: either a list of
-    num_classes - 1 ids for labels 1.., or a COCO annotation file whose category names match
-    cfg.classes."""
+    """The dataset's category id of each label 1..num_classes-1, from a JSON file: either that
+    list of ids, or a COCO annotation file whose category names match cfg.classes."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -88,9 +73,9 @@ def read_category_ids(path: str | Path, cfg: "Config") -> list[int]:
         missing = [name for name in cfg.classes[1:] if name not in by_name]
         if missing:
             raise ValueError(f"{path}: no category named {', '.join(map(repr, missing[:5]))}")
-        return [0] + [by_name[name] for name in cfg.classes[1:]]
+        return [by_name[name] for name in cfg.classes[1:]]
     if isinstance(data, list) and len(data) == cfg.num_classes - 1 and all(isinstance(v, int) for v in data):
-        return [0] + data
+        return data
     raise ValueError(f"{path}: expected a list of {cfg.num_classes - 1} category ids or a COCO "
                      "annotation file with 'categories'")
 
@@ -119,9 +104,9 @@ def run_predict(predictor: Predictor, inputs: Sequence[str | Path], out_dir: str
                 skipped.append(file)
         if chunk:
             detections = predictor.predict([image for _, _, image in chunk], batch_size=batch_size)
+            results += coco_results(detections, [image_id for _, image_id, _ in chunk], category_ids,
+                                    file_names=[file.name for file, _, _ in chunk])
             for (file, image_id, image), dets in zip(chunk, detections):
-                results += coco_results(dets, image_id=image_id, file_name=file.name,
-                                        category_ids=category_ids)
                 drawn = draw_detections(image, dets, predictor.cfg.classes)
                 written.append(_save_image(drawn, out_dir, file, used_names))
         if progress is not None:

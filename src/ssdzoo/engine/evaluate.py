@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from ..anchors import default_boxes
 from ..atomic import write_json
+from ..boxes import xyxy_to_xywh
 from ..postprocess import Detections, postprocess
 from ..targets import decode
 
@@ -30,13 +31,17 @@ _TABLE_ROWS = (  # COCOeval.summarize()'s wording, one line per number
 
 
 def coco_results(detections: Sequence[Detections], image_ids: Iterable[int],
-                 category_ids: Sequence[int]) -> list[dict]:
-    """COCO results json rows; ``category_ids[label - 1]`` is the COCO id of label 1..K."""
+                 category_ids: Optional[Sequence[int]] = None,
+                 file_names: Optional[Sequence[str]] = None) -> list[dict]:
+    """COCO results json rows (bbox: x, y, w, h in pixels). ``category_ids[label - 1]`` is the
+    dataset's id of label 1..K (default: the label itself); ``file_names`` add one per image."""
     rows = []
-    for dets, image_id in zip(detections, image_ids):
-        coco_bbox_xywh = torch.cat([dets.boxes[:, :2], dets.boxes[:, 2:] - dets.boxes[:, :2]], 1).tolist()
+    for k, (dets, image_id) in enumerate(zip(detections, image_ids)):
+        file_name = {"file_name": file_names[k]} if file_names is not None else {}
+        coco_bbox_xywh = xyxy_to_xywh(dets.boxes.float()).tolist()
         for bbox, score, label in zip(coco_bbox_xywh, dets.scores.tolist(), dets.labels.tolist()):
-            rows.append({"image_id": int(image_id), "category_id": int(category_ids[label - 1]),
+            category_id = category_ids[label - 1] if category_ids is not None else label
+            rows.append({"image_id": int(image_id), **file_name, "category_id": int(category_id),
                          "bbox": [round(v, 3) for v in bbox], "score": round(score, 5)})
     return rows
 
