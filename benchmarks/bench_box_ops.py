@@ -1,6 +1,6 @@
 """Target encoding and post-processing, ssdzoo against the seed's numpy algorithms: a table and JSON.
 
-    PYTHONPATH=src python benchmarks/bench_box_ops.py [--repeats 11] [--json bench_box_ops.json]
+    PYTHONPATH=src python benchmarks/bench_box_ops.py [--repeats 11] [--json runs/bench_box_ops.json]
 
 Both sides run in this one process on the same inputs, interleaved; see ssdzoo.bench.box_ops.
 """
@@ -8,11 +8,9 @@ Both sides run in this one process on the same inputs, interleaved; see ssdzoo.b
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 
+from ssdzoo.atomic import write_json
 from ssdzoo.bench.box_ops import POSTPROCESS_CASES, bench_encode, bench_postprocess, machine
 
 
@@ -21,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=11, help="timed runs of each side (median reported)")
     parser.add_argument("--batch", type=int, default=16,
                         help="images per post-processing call in the batched run of the few-candidate cases")
-    parser.add_argument("--json", type=Path, default=Path("bench_box_ops.json"), help="where to write the figures")
+    parser.add_argument("--json", type=Path, default=Path("runs/bench_box_ops.json"), help="where to write the figures")
     parser.add_argument("--cold-allocator", action="store_true",
                         help="skip the allocator warm-up (see ssdzoo.bench.box_ops)")
     args = parser.parse_args(argv)
@@ -36,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  warm_allocator=warm),
     }
     print(format_table(results))
-    _write_json(args.json, results)
+    write_json(args.json, results, indent=2)
     print(f"wrote {args.json}")
     return 0
 
@@ -60,19 +58,6 @@ def format_table(results: dict) -> str:
     lines.append(f"({machine_info['cpu']}, {machine_info['cores']} threads by default, torch {machine_info['torch']}, "
                  f"numpy {machine_info['numpy']}; allocator warmed: {results['encode']['warm_allocator']})")
     return "\n".join(lines)
-
-
-def _write_json(path: Path, results: dict) -> None:
-    """Write to a temporary file beside ``path``, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 if __name__ == "__main__":
