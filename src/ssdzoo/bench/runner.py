@@ -24,8 +24,8 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
-from ..config import Config, load_config
 from ..atomic import write_json
+from ..config import Config, load_config
 from ..inference import resolve_device
 from .box_ops import POSTPROCESS_CASES, bench_encode, bench_postprocess
 from .inference_speed import TORCHVISION_NAME, bench_inference
@@ -202,10 +202,7 @@ def _cudnn_autotune(device: torch.device) -> Iterator[None]:
 
 def write_results(path: str | Path, results: dict) -> Path:
     """The record as JSON at ``path`` (folders made), written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, results)
-    return path
+    return write_json(path, results)
 
 
 def format_table(results: dict) -> str:

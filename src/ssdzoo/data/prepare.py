@@ -23,10 +23,10 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from ..atomic import write_json
 from .coco import (IndexBuilder, annotation_path, candidate_images, check_size, is_training_split,
                    read_coco_json, summary_counts)
 from .images import ImageFile, ImageFileError, read_image_file
-from ..atomic import write_json
 from .packed import SUMMARY, ShardWriter, write_index, write_manifest
 
 log = logging.getLogger(__name__)
