@@ -1,4 +1,4 @@
-"""Shared fixtures: the golden vectors of the seed's code, tiny configs."""
+"""Shared fixtures: the golden vectors of the seed's code, the tiny config and model."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny import tiny_config, tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,3 +35,15 @@ def load_golden(name: str) -> dict[str, np.ndarray]:
 def yx_to_xy(array: np.ndarray) -> np.ndarray:
     """The seed's (y, x, y, x) box columns to ssdzoo's (x, y, x, y); works for offsets too."""
     return array[..., [1, 0, 3, 2]]
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    """The tiny config (tests/tiny.yaml); a module overrides this fixture for other overrides."""
+    return tiny_config()
+
+
+@pytest.fixture(scope="module")
+def model(cfg):
+    """A tiny model of the module's ``cfg``, random weights."""
+    return tiny_model(cfg)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny import TINY_CONFIG, tiny_config, tiny_model
+from tiny import TINY_CONFIG, tiny_config
 
 import ssdzoo
 from ssdzoo.cli import main
@@ -23,11 +23,6 @@ OVERRIDES = ["max_boxes=4", "min_score=0.2"]
 @pytest.fixture(scope="module")
 def cfg():
     return tiny_config(*OVERRIDES)
-
-
-@pytest.fixture(scope="module")
-def model(cfg):
-    return tiny_model(cfg)
 
 
 @pytest.fixture(scope="module")

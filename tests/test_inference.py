@@ -6,23 +6,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny import tiny_config, tiny_model
 
 import ssdzoo
 from ssdzoo.export import synthetic_images
 from ssdzoo.inference import ImageReadError, Predictor, load_image, preprocess
 
 SIZES_HW = ((48, 64), (96, 80), (64, 64))
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return tiny_config()
-
-
-@pytest.fixture(scope="module")
-def model(cfg):
-    return tiny_model(cfg)
 
 
 @pytest.fixture(scope="module")

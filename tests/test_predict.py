@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny import TINY_CONFIG, tiny_config, tiny_model
+from tiny import TINY_CONFIG
 
 from ssdzoo.cli import main
 from ssdzoo.export import synthetic_images
@@ -19,16 +19,6 @@ from ssdzoo.predict import collect_images, image_ids, read_category_ids
 from ssdzoo.visualize import class_colour, draw_detections
 
 SET = ["--set", "max_boxes=50"]  # config overrides come with --set (the images are positional)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return tiny_config()
-
-
-@pytest.fixture(scope="module")
-def model(cfg):
-    return tiny_model(cfg)
 
 
 @pytest.fixture()

@@ -16,8 +16,6 @@ small and unaffected. ``warm_allocator=False`` measures that cold state.
 from __future__ import annotations
 
 import platform
-import statistics
-import time
 from typing import Callable, Optional
 
 import numpy as np
@@ -30,7 +28,7 @@ from ..config import load_config
 from ..postprocess import Detections, postprocess
 from ..targets import encode
 from .seed_reference import seed_encode, seed_postprocess
-from .timing import torch_threads
+from .timing import interleaved, torch_threads
 
 # (name, share of the (anchor, class) scores over min_score, objects, boxes per object): the
 # three random ones span the golden cases (~350, ~55 and ~4 candidates per class); "clustered"
@@ -189,13 +187,8 @@ def _time_pair(run_seed: Callable, run_ssdzoo: Callable, *, repeats: int, thread
     timings = {}
     for threads in thread_counts:
         with torch_threads(threads) as count:
-            for _ in range(2):  # warm-up
-                run_seed(), run_ssdzoo()
-            seed_s, ssdzoo_s = [], []
-            for _ in range(repeats):
-                seed_s.append(_seconds(run_seed))
-                ssdzoo_s.append(_seconds(run_ssdzoo))
-        seed_ms, ssdzoo_ms = 1e3 * statistics.median(seed_s), 1e3 * statistics.median(ssdzoo_s)
+            timed = interleaved({"seed": run_seed, "ssdzoo": run_ssdzoo}, rounds=repeats, calls_per_round=1, warmup=2)
+        seed_ms, ssdzoo_ms = timed["seed"].median_ms, timed["ssdzoo"].median_ms
         timings[f"{count}_threads"] = {
             "seed_ms": round(seed_ms, 4), "ssdzoo_ms": round(ssdzoo_ms, 4),
             f"seed_ms_per_{unit}": round(seed_ms / per, 5), f"ssdzoo_ms_per_{unit}": round(ssdzoo_ms / per, 5),
@@ -207,8 +200,3 @@ def _warm_allocator() -> None:
     """Allocate and free a 16 MiB block (see the module docstring); a no-op beyond glibc."""
     torch.empty(16 << 20, dtype=torch.uint8)
 
-
-def _seconds(fn: Callable) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
