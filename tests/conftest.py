@@ -13,11 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _golden_dir() -> Path:
-    """$SSDZOO_GOLDEN_DIR, else shared/golden inside or beside the checkout."""
+    """$SSDZOO_GOLDEN_DIR if set, else the repository's own tests/golden (see its README)."""
     if os.environ.get("SSDZOO_GOLDEN_DIR"):
         return Path(os.environ["SSDZOO_GOLDEN_DIR"])
-    inside, beside = ROOT / "shared" / "golden", ROOT.parent / "shared" / "golden"
-    return inside if inside.is_dir() else beside
+    return ROOT / "tests" / "golden"
 
 
 GOLDEN_DIR = _golden_dir()
@@ -27,7 +26,7 @@ def load_golden(name: str) -> dict[str, np.ndarray]:
     """A golden .npz file; missing files fail the test (they are the reference, not optional)."""
     path = GOLDEN_DIR / name
     if not path.is_file():
-        pytest.fail(f"golden file {path} is missing (set SSDZOO_GOLDEN_DIR to the golden folder)")
+        pytest.fail(f"golden file {path} is missing (tests/golden/README.md says where each file comes from)")
     with np.load(path) as data:
         return dict(data)
 

@@ -1,4 +1,4 @@
-"""Parity with the seed's own numpy code (../shared/golden, see its README)."""
+"""Parity with the seed's own numpy code (tests/golden, see its README)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The seed's per-image numpy algorithms, re-implemented from their description
-(shared/golden/README.md) for speed comparisons only: ssdzoo never calls these.
+(tests/golden/README.md) for speed comparisons only: ssdzoo never calls these.
 
 - ``seed_encode``: a Python loop over ground truths, each one a pass of IoU over all anchors.
 - ``seed_postprocess``: per class, a score threshold and greedy NMS in numpy with the
