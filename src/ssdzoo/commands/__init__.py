@@ -1,0 +1,1 @@
+"""One module per `ssdzoo` command: ``HELP``, ``add_arguments(parser)``, ``run(args)``."""

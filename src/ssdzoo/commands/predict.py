@@ -1,0 +1,42 @@
+"""`ssdzoo predict`: draw detections on images and write them as COCO results JSON."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "draw detections on images and write them as COCO results JSON"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from ..inference import Predictor
+    from ..predict import read_category_ids, run_predict
+
+    cfg = load_config(args.config, args.set)
+    weights = args.checkpoint or cfg.ckpt_path
+    if not weights:
+        raise ValueError("no weights: pass --checkpoint (or set ckpt_path in the config)")
+    predictor = Predictor.from_weights(cfg, weights, device=args.device, min_score=args.score)
+    category_ids = read_category_ids(args.category_ids, cfg) if args.category_ids else None
+    summary = run_predict(predictor, args.images, args.out, category_ids=category_ids, batch_size=args.batch)
+    print(f"{len(summary.written)} images with {summary.num_detections} detections "
+          f"(score > {predictor.min_score}) written to {args.out}/")
+    if summary.skipped:
+        print(f"skipped {len(summary.skipped)} unreadable file(s): {', '.join(map(str, summary.skipped))}")
+    print(f"detections (COCO results format): {summary.json_path}")
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="a YAML recipe, or a name in configs/ (ssd_mobilenetv2, demo, ...)")
+    p.add_argument("images", nargs="+", metavar="IMAGES", help="image files or folders of images")
+    p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors), MindSpore .ckpt or "
+                                        "an .onnx file from `ssdzoo export` (default: ckpt_path)")
+    p.add_argument("--out", required=True, help="folder for the drawn images and detections.json")
+    p.add_argument("--score", type=float, default=None,
+                   help="keep detections scoring above this (default: the config's min_score)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--batch", type=int, default=8, help="images per forward pass (default: 8)")
+    p.add_argument("--category-ids", help="JSON: a list of category ids for labels 1.., or a COCO "
+                                          "annotation file to map class names to its ids")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
