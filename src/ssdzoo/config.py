@@ -10,6 +10,7 @@ applies ``key=value`` overrides, checks every key and type, and returns a frozen
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -220,9 +221,13 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
     parsed = {}
     for item in overrides:
         key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r}: expected key=value")
-        parsed[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        key, source = key.strip(), f"override {item!r}"
+        if not sep or not key:
+            raise ConfigError(f"{source}: expected key=value")
+        if key not in _FIELDS:
+            raise ConfigError(f"{source}: unknown key {key!r}{_did_you_mean(key, _FIELDS)}")
+        value = yaml.safe_load(text) if text.strip() else None
+        parsed[key] = _coerce(value, _HINTS[key], key, source)  # a bad value names the override
     return parsed
 
 
@@ -237,20 +242,34 @@ def save_config(cfg: Config, path: str | Path, *, header: str = "") -> Path:
 
 
 def resolve_config_path(path: str | Path) -> Path:
+    """``path`` itself, or ``configs/{path}.yaml`` for a bare recipe name."""
     path = Path(path)
     if path.exists():
         return path
     named = CONFIG_DIR / f"{path.name}.yaml"
-    if path.suffix == "" and named.exists():
-        return named
+    if path.suffix == "" and len(path.parts) == 1:
+        if named.exists():
+            return named
+        recipes = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"config {str(path)!r} not found: no such file, and the recipes in "
+                          f"{CONFIG_DIR} are {', '.join(recipes)}{_did_you_mean(path.name, recipes)}")
     raise ConfigError(f"config file not found: {path}")
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` (several if equally close), or ''."""
+    ratios = {c: difflib.SequenceMatcher(None, word, c).ratio() for c in choices}
+    best = max(ratios.values(), default=0.0)
+    close = [c for c, r in sorted(ratios.items(), key=lambda cr: -cr[1]) if r >= max(0.6, best - 0.02)]
+    return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
 
 
 def config_from_dict(raw: dict, source: str = "config") -> Config:
     """Build a validated ``Config`` from plain values (e.g. a checkpoint's saved config)."""
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}")
+        raise ConfigError(f"{source}: unknown key(s) "
+                          + ", ".join(f"{key!r}{_did_you_mean(key, _FIELDS)}" for key in unknown))
     values = {key: _coerce(value, _HINTS[key], key, source) for key, value in raw.items()}
     return _validated(Config(**values), source)
 
