@@ -174,3 +174,18 @@ def test_missing_and_foreign_tensors_are_named(tmp_path):
     ssdlite = tensorflow_config(ssdzoo.load_config("ssd_mobilenetv2"), person_graph())
     with pytest.raises(ValueError, match="tensorflow_config derives from it"):  # another family's config
         ssdzoo.build_model(ssdlite, weights=write_graph(tmp_path / "full.pb", {**values, GRAPH_IMAGE_SIZE: size}))
+
+
+def test_label_maps_and_class_names(tmp_path):
+    from ssdzoo.convert.tensorflow import class_names, read_label_map
+
+    label_map = tmp_path / "labels.pbtxt"
+    label_map.write_text("item {\n  name: '/m/01g317'\n  id: 1\n  display_name: 'person'\n}\n"
+                         "item { id: 3 name: 'car' }\n")
+    assert read_label_map(label_map) == {1: "person", 3: "car"}
+    assert class_names(4, read_label_map(label_map)) == ("background", "person", "class_2", "car")
+    with pytest.raises(ValueError, match=r"label map ids \[3\] do not fit a model of 2 classes"):
+        class_names(3, {1: "a", 3: "b"})
+    label_map.write_text("nothing here")
+    with pytest.raises(ValueError, match="not a TF label map"):
+        read_label_map(label_map)
