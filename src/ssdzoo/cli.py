@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return _command(args.command).run(args) or 0
-    except (ValueError, FileNotFoundError, WriteError) as err:  # ConfigError is a ValueError
+    except (ValueError, FileNotFoundError, FileExistsError, WriteError) as err:  # ConfigError is a ValueError
         print(f"ssdzoo {args.command}: error: {err}", file=sys.stderr)
         return 2
     except TrainingInterrupted as stop:  # SIGTERM or Ctrl-C: a checkpoint was saved (the demo)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import config_args
+from .common import config_args, load_config_for_weights
 
 HELP = "export to ONNX (optionally with NMS), checked against PyTorch with onnxruntime"
 
@@ -17,10 +17,10 @@ def run(args: argparse.Namespace) -> int:
     from ..model import build_model
     from ..predict import collect_images
 
-    cfg = load_config(args.config, args.overrides)
-    weights = args.checkpoint or cfg.ckpt_path
+    weights = args.checkpoint or load_config(args.config, args.overrides).ckpt_path
     if not weights:
         raise ValueError("no weights: pass --checkpoint (or set ckpt_path in the config)")
+    cfg = load_config_for_weights(args.config, args.overrides, weights)
     if not str(args.out).endswith(".onnx"):
         raise ValueError(f"--out {args.out}: expected a file name ending in .onnx")
     model = build_model(cfg, weights=weights).eval()
@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     config_args(p)
-    p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors) or MindSpore .ckpt "
-                                        "(default: the config's ckpt_path)")
+    p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors), MindSpore .ckpt or "
+                                        "TensorFlow OD API graph (.pb) / checkpoint (default: the config's ckpt_path)")
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument("--nms", action="store_true",
                    help="put the seed's NMS in the graph: inputs images, image_hw; outputs "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import load_config_for_weights
+
 HELP = "draw detections on images and write them as COCO results JSON"
 
 
@@ -12,10 +14,10 @@ def run(args: argparse.Namespace) -> int:
     from ..inference import Predictor
     from ..predict import read_category_ids, run_predict
 
-    cfg = load_config(args.config, args.set)
-    weights = args.checkpoint or cfg.ckpt_path
+    weights = args.checkpoint or load_config(args.config, args.set).ckpt_path
     if not weights:
         raise ValueError("no weights: pass --checkpoint (or set ckpt_path in the config)")
+    cfg = load_config_for_weights(args.config, args.set, weights)
     predictor = Predictor.from_weights(cfg, weights, device=args.device, min_score=args.score)
     category_ids = read_category_ids(args.category_ids, cfg) if args.category_ids else None
     summary = run_predict(predictor, args.images, args.out, category_ids=category_ids, batch_size=args.batch)
@@ -30,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="a YAML recipe, or a name in configs/ (ssd_mobilenetv2, demo, ...)")
     p.add_argument("images", nargs="+", metavar="IMAGES", help="image files or folders of images")
-    p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors), MindSpore .ckpt or "
-                                        "an .onnx file from `ssdzoo export` (default: ckpt_path)")
+    p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors), MindSpore .ckpt, TensorFlow "
+                                        "OD API graph (.pb) or checkpoint, or an .onnx file from "
+                                        "`ssdzoo export` (default: ckpt_path)")
     p.add_argument("--out", required=True, help="folder for the drawn images and detections.json")
     p.add_argument("--score", type=float, default=None,
                    help="keep detections scoring above this (default: the config's min_score)")
