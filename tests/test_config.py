@@ -89,3 +89,47 @@ def test_unknown_recipe_name_lists_the_recipes():
     assert "'ssd_mobilenetv4' not found" in message
     assert "demo, ssd_mobilenetv2, ssd_mobilenetv3, ssd_resnet50_fpn" in message
     assert "did you mean 'ssd_mobilenetv2' or 'ssd_mobilenetv3'?" in message
+
+
+def _keys_read_outside_the_schema() -> set[str]:
+    """Config keys some module other than config.py reads: ``cfg.key``, ``self.cfg.key``,
+    ``saved_cfg.key``, ``load_config(...).key``, or ``getattr(cfg, "key")``."""
+    import ast
+    from pathlib import Path
+
+    read = set()
+    for path in (Path(ssdzoo.__file__).parent).rglob("*.py"):
+        if path.name == "config.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute):
+                owner = node.value.func if isinstance(node.value, ast.Call) else node.value
+                name = getattr(owner, "id", None) or getattr(owner, "attr", "")
+                if "cfg" in name or "config" in name:
+                    read.add(node.attr)
+            elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and len(node.args) >= 2
+                  and isinstance(node.args[1], ast.Constant)):
+                read.add(node.args[1].value)
+    return read
+
+
+def test_every_key_of_the_schema_is_used():
+    """A key that nothing reads would be accepted and silently ignored (as keep_checkpoint_max
+    once was): every key must be read by the code it configures."""
+    import dataclasses
+
+    unread = sorted({f.name for f in dataclasses.fields(ssdzoo.Config)} - _keys_read_outside_the_schema())
+    assert unread == [], f"config keys that nothing reads: {unread}"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("keep_checkpoint_max=-1", "keep_checkpoint_max must be 0 or more"),
+    ("save_checkpoint_steps=-5", "save_checkpoint_steps must be 0 or more"),
+    ("save_checkpoint_minutes=-1", "save_checkpoint_minutes must be 0 or more"),
+    ("max_unreadable_share=1.5", r"max_unreadable_share must be in \[0, 1\]"),
+    ("log_interval=0", "log_interval must be positive"),
+    ("num_parallel_workers=-1", "num_parallel_workers must be 0 or more"),
+])
+def test_run_keys_are_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        ssdzoo.load_config("ssd_mobilenetv2", [override])

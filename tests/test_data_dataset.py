@@ -150,3 +150,20 @@ def test_index_is_flat_arrays(shapes):
     index = dataset.index
     for name in ("image_ids", "heights", "widths", "box_offsets", "boxes_xyxy", "labels", "ann_ids"):
         assert isinstance(getattr(index, name), np.ndarray), name
+
+
+def test_loader_workers_are_capped_at_the_cores_this_process_may_use(shapes, monkeypatch, caplog):
+    from ssdzoo.data import dataset as dataset_module
+    from ssdzoo.data.dataset import loader_workers
+
+    monkeypatch.setattr(dataset_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    dataset_module._note_worker_cap.cache_clear()
+    with caplog.at_level("INFO"):
+        assert [loader_workers(n) for n in (8, 8, 2, 1, 0)] == [2, 2, 2, 1, 0]
+        assert loader_workers(8, processes_per_node=2) == 1 == loader_workers(8, processes_per_node=4)
+        cfg = _cfg(num_parallel_workers="8")  # the seed's recipes ask for 8
+        assert make_loader(load_dataset(shapes / "packed", cfg, True), cfg, train=True).num_workers == 2
+    assert [r.getMessage() for r in caplog.records if "capped" in r.getMessage()] == [
+        "num_parallel_workers 8 capped at 2: this process may use 2 CPU cores",  # once, however often asked
+        "num_parallel_workers 8 capped at 1: this process may use 2 CPU cores, shared by 2 training processes",
+        "num_parallel_workers 8 capped at 1: this process may use 2 CPU cores, shared by 4 training processes"]

@@ -166,9 +166,11 @@ def test_partial_or_damaged_folders_do_not_read_as_valid(faulty, tmp_path):
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))
-    assert verify_packed(split) == [f"{shard}: checksum mismatch"]
+    problems = verify_packed(split)  # the shard, then each of its images that no longer decodes
+    assert problems[0] == f"{shard}: checksum mismatch"
+    assert all(p.startswith(f"{shard}: image ") and "does not decode" in p for p in problems[1:])
     shard.write_bytes(bytes(data[:-10]))
-    with pytest.raises(PackedFormatError, match="images-00001.arrow: missing or not"):
+    with pytest.raises(PackedFormatError, match="images-00001.arrow: .* bytes, the manifest says .* .truncated"):
         PackedSplit(split)
 
 

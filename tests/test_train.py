@@ -1,11 +1,11 @@
-"""Training: exact resume, the non-finite stop, evaluation on a prepared dataset, DDP = one process."""
+"""Training: exact resume, the non-finite stop, evaluation on a prepared dataset, progress lines.
+(torchrun: test_torchrun.py; signals: test_preemption.py; ckpt_save_dir: test_run_folder.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -91,21 +91,12 @@ def test_eval_while_training_and_eval_on_a_prepared_dataset(shapes, tmp_path, ca
     assert stats["AP"] == pytest.approx(best["metrics"]["AP"])
 
 
-def test_torchrun_two_processes_match_one_process(shapes, tmp_path):
-    """2 CPU processes (gloo) x batch 2, one epoch, then resumed to the second, against one
-    process x batch 4. BN statistics are per device in data-parallel training (as in the seed),
-    so both runs keep BN frozen (freeze_bn) to compare the rest exactly."""
-    common = [f"data_dir={shapes}", "freeze_bn=true"]
-    ddp_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "ssdzoo", "train", str(TINY), *common, "batch_size=2", f"ckpt_save_dir={ddp_dir}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for extra in (["--epochs", "1"], ["--resume", str(ddp_dir / "last.pt")]):
-        done = subprocess.run(command + extra, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-    train(ssdzoo.load_config(TINY, [*common, "batch_size=4", f"ckpt_save_dir={single_dir}"]), progress_bar=False)
-
-    ddp, single = load_checkpoint(ddp_dir / "last.pt"), load_checkpoint(single_dir / "last.pt")
-    assert ddp["epoch"] == single["epoch"] == 2 and ddp["step"] == single["step"] == 8
-    for name, value in single["model"].items():
-        torch.testing.assert_close(ddp["model"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+def test_progress_lines_every_log_interval_off_a_terminal(shapes, tmp_path, caplog):
+    """Logs, CI and nohup get no progress bar: a line every log_interval steps (and at the end
+    of the epoch) with the loss, images/s and the epoch's ETA, as torchvision's references."""
+    with caplog.at_level(logging.INFO, logger="ssdzoo.engine.train"):
+        train(tiny(shapes, tmp_path, "log_interval=3"), epochs=1, progress_bar=False)
+    lines = [r.getMessage() for r in caplog.records if " step " in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert re.fullmatch(r"epoch 1/2 step 3/4: loss \d+\.\d{4}, lr 0\.\d{5}, \d+\.\d img/s, eta 0:00:\d\d", lines[0])
+    assert lines[1].startswith("epoch 1/2 step 4/4: ") and lines[1].endswith("eta 0:00:00")

@@ -28,3 +28,31 @@ def tiny_model(cfg: ssdzoo.Config, *, seed: int = 0) -> ssdzoo.Detector:
         for conv in model.head.cls_convs():
             torch.nn.init.normal_(conv.bias, mean=-2.0, std=1.0)
     return model
+
+
+def make_tiny_shapes(root: Path) -> Path:
+    """16 training and 8 validation images of the synthetic shapes, 64-96 px (the tiny
+    config's training data: 4 steps an epoch at batch 4)."""
+    from ssdzoo.data import make_synthetic_coco
+    from ssdzoo.data.synthetic import SynthSpec
+
+    make_synthetic_coco(root, seed=3, num_train=16, num_val=8, progress=False,
+                        spec=SynthSpec(min_side=64, max_side=96, min_object=12.0))
+    return root
+
+
+def tiny_run_config(data_dir: Path, out_dir: Path, *overrides: str) -> ssdzoo.Config:
+    return tiny_config(f"data_dir={data_dir}", f"ckpt_save_dir={out_dir}", *overrides)
+
+
+def checkpoint_weights(path: Path) -> dict[str, torch.Tensor]:
+    from ssdzoo.engine.checkpoint import load_checkpoint
+
+    return load_checkpoint(path)["model"]
+
+
+def assert_same_weights(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor]) -> None:
+    """Bit for bit: what an exact resume must give."""
+    assert expected.keys() == actual.keys()
+    different = [name for name in expected if not torch.equal(expected[name], actual[name])]
+    assert not different, f"{len(different)} of {len(expected)} tensors differ, first {different[0]}"

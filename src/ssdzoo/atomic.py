@@ -9,6 +9,11 @@ beside it, and swapped in when complete.
         torch.save(state, tmp)
     with atomic_folder("data/packed/val2017") as staging:
         write_shards(staging)
+
+A write that fails for want of space or an I/O error (ENOSPC, EDQUOT, EIO, ...) raises
+``WriteError`` naming the file; the temporary file is removed and the previous file is left
+as it was. Libraries that turn the OSError into an error of their own (torch.save raises a
+RuntimeError) are seen through: the OSError they were handling is found and reported.
 """
 
 from __future__ import annotations
@@ -20,6 +25,33 @@ import shutil
 import uuid
 from pathlib import Path
 from typing import Any, Iterator, Optional
+
+
+class WriteError(OSError):
+    """A file that could not be written; the previous version of it, if any, is intact."""
+
+    def __init__(self, path: str | Path, cause: OSError, *, temporary: Optional[Path] = None):
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.path = Path(path)
+        self.filename = str(path)
+        kept = "the previous file is intact" if self.path.exists() else "nothing was written there"
+        left = (f"; remove the temporary {temporary.name} by hand" if temporary is not None and temporary.exists()
+                else "")
+        self.message = f"cannot write {self.path}: {self.strerror} ({kept}{left})"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def os_error_behind(err: BaseException) -> Optional[OSError]:
+    """``err`` itself if it is an OSError, else an OSError it was raised while handling."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def temporary_path(path: str | Path) -> Path:
@@ -42,14 +74,29 @@ def commit(tmp: Path, path: str | Path, *, durable: bool = True) -> None:
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
     """A temporary path to write ``path`` through: committed when the block ends, removed if
-    it raises. The parent folder is created."""
+    it raises. The parent folder is created. A failed write (an OSError, or an error raised
+    while handling one) becomes ``WriteError`` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise WriteError(path, err) from err
     tmp = temporary_path(path)
     try:
         yield tmp
         commit(tmp, path, durable=durable)
+    except Exception as err:
+        _remove(tmp)
+        cause = os_error_behind(err)
+        if cause is None or isinstance(err, WriteError):
+            raise
+        raise WriteError(path, cause, temporary=tmp) from err
     finally:
+        _remove(tmp)
+
+
+def _remove(tmp: Path) -> None:
+    with contextlib.suppress(OSError):  # a failing disk may refuse this too: never mask the first error
         tmp.unlink(missing_ok=True)
 
 

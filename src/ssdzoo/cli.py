@@ -9,6 +9,9 @@ import importlib
 import logging
 import sys
 
+from .atomic import WriteError
+from .engine.preemption import TrainingInterrupted
+
 # command -> module in ssdzoo.commands, in the order `ssdzoo --help` lists them
 COMMANDS = {
     "info": "info", "train": "train", "eval": "evaluate", "convert": "convert", "prepare": "prepare",
@@ -47,9 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return _command(args.command).run(args) or 0
-    except (ValueError, FileNotFoundError, FileExistsError) as err:  # ConfigError is a ValueError
+    except (ValueError, FileNotFoundError, FileExistsError, WriteError) as err:  # ConfigError is a ValueError
         print(f"ssdzoo {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stop:  # SIGTERM or Ctrl-C: a checkpoint was saved (the demo)
+        print(f"ssdzoo {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_status
+    except KeyboardInterrupt:  # a second Ctrl-C during training, or one outside it
+        print(f"\nssdzoo {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ class Config:
     batch_size: int = 32  # per device, as in the seed
     shuffle: bool = True
     drop_remainder: bool = True
-    num_parallel_workers: int = 4  # data-loader worker processes per device
+    # data-loader worker processes per device; capped at the CPU cores this process may use
+    # (shared by the processes of one node under torchrun)
+    num_parallel_workers: int = 4
     # ssdzoo: normalization; None takes the backbone's timm pretrained_cfg (ImageNet for the seed)
     mean: Optional[tuple[float, float, float]] = None
     std: Optional[tuple[float, float, float]] = None
@@ -159,8 +161,12 @@ class Config:
     momentum: float = 0.9
     weight_decay: float = 1.5e-4
     loss_scale: float = 1024.0  # static loss scale for fp16 (grads are divided by it)
-    amp_level: str = "O2"  # O0: fp32; O2: autocast with fp32 BN; O3: autocast everywhere
+    # O0: fp32; O1, O2, O3: autocast on GPUs (bf16, else fp16 with the loss scale). PyTorch's
+    # autocast keeps BN and reductions in fp32 at every level, so O1-O3 train alike
+    amp_level: str = "O2"
     ckpt_save_dir: str = "./ckpt"
+    # per-epoch checkpoints (epoch_0001.pt ...) kept besides last.pt and best.pt, oldest removed
+    # first; 0 keeps none
     keep_checkpoint_max: int = 20
     eval_while_train: bool = False
     eval_start_epoch: int = 350
@@ -174,7 +180,14 @@ class Config:
     freeze_bn: bool = False  # keep every BN in eval mode while training (running statistics fixed)
     channels_last: bool = False  # NHWC memory format (faster convs on recent GPUs)
     compile: bool = False  # torch.compile the model for training
-    log_interval: int = 20  # steps between TensorBoard scalars
+    log_interval: int = 20  # steps between TensorBoard scalars and, off a terminal, progress lines
+    # mid-epoch checkpoints (last.pt), for a run killed without warning: every N steps and/or
+    # every M minutes; 0 = off. SIGTERM and Ctrl-C always save at the step they arrive
+    save_checkpoint_steps: int = 0
+    save_checkpoint_minutes: float = 30.0
+    # share of an epoch's training images that may fail to decode (each skipped, logged by file
+    # name and counted) before training stops with an error; 0 stops at the first
+    max_unreadable_share: float = 0.01
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with ``changes`` applied and validated."""
@@ -295,9 +308,14 @@ def _validated(cfg: Config, source: str = "config") -> Config:
     for key in ("image_size", "feature_size", "steps", "num_default"):
         if any(v <= 0 for v in getattr(cfg, key)):
             fail(f"{key} must be positive, got {list(getattr(cfg, key))}")
-    for key in ("batch_size", "epoch_size", "max_boxes"):
+    for key in ("batch_size", "epoch_size", "max_boxes", "log_interval", "eval_interval"):
         if getattr(cfg, key) <= 0:
             fail(f"{key} must be positive, got {getattr(cfg, key)}")
+    for key in ("num_parallel_workers", "keep_checkpoint_max", "save_checkpoint_steps", "save_checkpoint_minutes"):
+        if getattr(cfg, key) < 0:
+            fail(f"{key} must be 0 or more, got {getattr(cfg, key)}")
+    if not 0.0 <= cfg.max_unreadable_share <= 1.0:
+        fail(f"max_unreadable_share must be in [0, 1], got {cfg.max_unreadable_share}")
     if cfg.explicit_aspect_ratios is not None and any(r <= 0 for r in cfg.explicit_aspect_ratios):
         fail(f"explicit_aspect_ratios must be positive, got {list(cfg.explicit_aspect_ratios)}")
     if cfg.backbone_bn_eps is not None and cfg.backbone_bn_eps <= 0:

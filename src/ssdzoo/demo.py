@@ -25,8 +25,10 @@ log = logging.getLogger(__name__)
 
 
 def run_demo(out_dir: str | Path = "runs/demo", *, seed: int = 0, overrides: Sequence[str] = (),
-             num_predictions: int = 8, picture_score: float = 0.5) -> dict:
-    """Run the demo into ``out_dir``; returns the evaluation numbers and where the outputs are."""
+             num_predictions: int = 8, picture_score: float = 0.5, overwrite: bool = False) -> dict:
+    """Run the demo into ``out_dir``; returns the evaluation numbers and where the outputs are.
+    An interrupted demo's training continues where it stopped (a finished one is evaluated
+    again); ``overwrite`` trains anew."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
     raw, packed = out_dir / "synthetic", out_dir / "packed"
@@ -37,7 +39,7 @@ def run_demo(out_dir: str | Path = "runs/demo", *, seed: int = 0, overrides: Seq
         prepare_coco(raw, packed, workers=2, overwrite=True)
 
     cfg = load_config("demo", [f"data_dir={packed}", f"ckpt_save_dir={out_dir}", *overrides])
-    summary = train(cfg)
+    summary = train(cfg, resume=None if overwrite else "auto", overwrite=overwrite)
     checkpoint = summary["best"] or summary["last"]
 
     device = resolve_device(cfg.device, DistInfo())

@@ -10,13 +10,20 @@ Reproducibility: the augmentation of item ``i`` in epoch ``e`` comes from a gene
 with (seed, e, i), and the sampler hands (i, e, seed) to the dataset. It depends neither on
 which worker reads the item nor on how many workers there are, and a resumed run sees the
 same augmentation as an uninterrupted one.
+
+Rotten data: a training item whose image no longer decodes (bit rot in a shard, a file gone
+from a raw folder) becomes a ``SkippedImage``; the collate leaves it out of the batch and lists
+its index in ``Batch.skipped``, and the training loop counts and reports it. Evaluation items
+still fail loudly: a metric over fewer images would be a different metric.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
-from functools import partial
+import signal
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, NamedTuple, Optional, Sequence, Union
 
@@ -49,6 +56,17 @@ class Sample(NamedTuple):
     image_hw: Tensor  # (2,) int64: the original (height, width)
 
 
+class SkippedImage(NamedTuple):
+    """A training item whose image could not be read or decoded (``skip_unreadable``)."""
+
+    index: int  # in the dataset
+    file_name: str
+    reason: str
+
+
+_NONE_SKIPPED = torch.zeros(0, dtype=torch.int64)
+
+
 class Batch(NamedTuple):
     """Collated samples; boxes padded with label 0 (what ``ssdzoo.encode`` takes as padding)."""
 
@@ -57,6 +75,7 @@ class Batch(NamedTuple):
     labels: Tensor  # (N, Gmax) int64; 0 in padding rows
     image_ids: Tensor  # (N,) int64
     image_hw: Tensor  # (N, 2) int64
+    skipped: Tensor = _NONE_SKIPPED  # (S,) int64: dataset indices of images left out (unreadable)
 
 
 class SampleKey(NamedTuple):
@@ -82,11 +101,15 @@ class DetectionDataset(Dataset):
 
     ``dataset[i]`` uses epoch ``self.epoch`` (``set_epoch``) and seed ``self.seed``;
     ``dataset[SampleKey(i, epoch, seed)]`` (what ``make_loader``'s sampler yields) names them.
+    With ``skip_unreadable`` (training sets it) an image that cannot be read or decoded gives a
+    ``SkippedImage`` (logged with its file name) instead of an error.
     """
 
     def __init__(self, index: DetectionIndex, images: Union[PackedSplit, _FolderImages], cfg: "Config",
-                 *, train: bool, source: str, skipped: Sequence[dict] = (), summary: Optional[dict] = None):
+                 *, train: bool, source: str, skipped: Sequence[dict] = (), summary: Optional[dict] = None,
+                 skip_unreadable: bool = False):
         self.index, self.images, self.train, self.source = index, images, train, source
+        self.skip_unreadable = skip_unreadable
         self.size_hw = tuple(cfg.image_size)
         self.mean, self.std = tuple(cfg.mean), tuple(cfg.std)
         self.resize_mode = cfg.image_resize
@@ -108,7 +131,7 @@ class DetectionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, key: Union[int, SampleKey]) -> Sample:
+    def __getitem__(self, key: Union[int, SampleKey]) -> Union[Sample, SkippedImage]:
         if isinstance(key, tuple):
             i, epoch, seed = key
         else:
@@ -127,8 +150,12 @@ class DetectionDataset(Dataset):
             else:
                 out = eval_transform(data, boxes_xyxy, labels, image_hw=image_hw, size_hw=self.size_hw,
                                      mean=self.mean, std=self.std, resize_mode=self.resize_mode)
-        except (OSError, ValueError) as err:
-            raise RuntimeError(f"{self.source}: image {self.index.file_names[i].as_py()}: {err}") from err
+        except (OSError, ValueError, ImageFileError) as err:
+            file_name = self.index.file_names[i].as_py()
+            if self.skip_unreadable:
+                log.warning("%s: image %s cannot be decoded (%s): skipped", self.source, file_name, err)
+                return SkippedImage(i, file_name, str(err))
+            raise RuntimeError(f"{self.source}: image {file_name}: {err}") from err
         return Sample(
             image=out.image,
             boxes_xyxy=torch.from_numpy(out.boxes_xyxy_norm),
@@ -206,8 +233,14 @@ def _check_categories(dataset: DetectionDataset, cfg: "Config") -> None:
                     "the dataset's ascending category ids)", dataset.source, names, list(cfg.classes[1:]))
 
 
-def collate(samples: Sequence[Sample]) -> Batch:
-    """Stack samples; pad boxes to the most in any sample (at least 1) with zeros and label 0."""
+def collate(samples: Sequence[Union[Sample, SkippedImage]]) -> Batch:
+    """Stack samples; pad boxes to the most in any sample (at least 1) with zeros and label 0.
+    ``SkippedImage``s are left out and listed in ``Batch.skipped``."""
+    skipped = [s for s in samples if isinstance(s, SkippedImage)]
+    samples = [s for s in samples if not isinstance(s, SkippedImage)]
+    if not samples:
+        raise ValueError("no image of a batch could be decoded: " + "; ".join(
+            f"{s.file_name} ({s.reason})" for s in skipped))
     gmax = max([1, *(len(s.labels) for s in samples)])
     boxes = torch.zeros(len(samples), gmax, 4, dtype=torch.float32)
     labels = torch.zeros(len(samples), gmax, dtype=torch.int64)
@@ -227,6 +260,7 @@ def collate(samples: Sequence[Sample]) -> Batch:
         labels=labels,
         image_ids=torch.tensor([s.image_id for s in samples], dtype=torch.int64),
         image_hw=torch.stack([s.image_hw for s in samples]),
+        skipped=torch.tensor([s.index for s in skipped], dtype=torch.int64) if skipped else _NONE_SKIPPED,
     )
 
 
@@ -245,10 +279,11 @@ class RankSampler(Sampler):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size {world_size})")
         self.num_items, self.rank, self.world_size = num_items, rank, world_size
-        self.shuffle, self.pad, self.seed, self.epoch = shuffle, pad, seed, 0
+        self.shuffle, self.pad, self.seed, self.epoch, self.start = shuffle, pad, seed, 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, *, start: int = 0) -> None:
+        """Iterate epoch ``epoch`` from this rank's item ``start`` on (a run resumed mid-epoch)."""
+        self.epoch, self.start = epoch, start
 
     def indices(self) -> np.ndarray:
         if self.shuffle:
@@ -261,34 +296,69 @@ class RankSampler(Sampler):
         return order[self.rank::self.world_size]
 
     def __iter__(self) -> Iterator[SampleKey]:
-        for i in self.indices().tolist():
+        for i in self.indices()[self.start:].tolist():
             yield SampleKey(i, self.epoch, self.seed)
 
     def __len__(self) -> int:
         if self.pad:
-            return -(-self.num_items // self.world_size)
-        return len(range(self.rank, self.num_items, self.world_size))
+            full = -(-self.num_items // self.world_size)
+        else:
+            full = len(range(self.rank, self.num_items, self.world_size))
+        return max(0, full - self.start)
 
 
 def seed_worker(worker_id: int, *, seed: int, rank: int) -> None:
-    """Seed the global generators of a loader worker (augmentation itself uses per-item ones)."""
+    """Seed the global generators of a loader worker (augmentation itself uses per-item ones).
+
+    Workers ignore SIGTERM and SIGINT: a scheduler or a terminal signals every process of the
+    job, and the main process, which stops training cleanly on them, ends its workers itself
+    (they also exit when it dies)."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
     worker_seed = int(np.random.SeedSequence((seed, rank, worker_id)).generate_state(1)[0])
     random.seed(worker_seed)
     np.random.seed(worker_seed)
     torch.manual_seed(worker_seed)
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a SLURM or container limit)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def loader_workers(requested: int, *, processes_per_node: int = 1) -> int:
+    """``requested`` loader workers, at most this process's share of the cores it may use
+    (the ``processes_per_node`` training processes of a node share them); said once in the log.
+    More workers than cores only queue for the CPU (torch warns about it, too)."""
+    cores = available_cores()
+    cap = max(1, cores // max(1, processes_per_node))
+    if requested <= cap:
+        return requested
+    _note_worker_cap(requested, cap, cores, processes_per_node)
+    return cap
+
+
+@lru_cache(maxsize=None)  # once per process and setting
+def _note_worker_cap(requested: int, cap: int, cores: int, processes: int) -> None:
+    shared = f", shared by {processes} training processes" if processes > 1 else ""
+    log.info("num_parallel_workers %d capped at %d: this process may use %d CPU core%s%s", requested, cap,
+             cores, "s" if cores > 1 else "", shared)
+
+
 def make_loader(dataset: DetectionDataset, cfg: "Config", *, train: bool, rank: int = 0,
-                world_size: int = 1, seed: int = 0, batch_size: Optional[int] = None) -> DataLoader:
+                world_size: int = 1, seed: int = 0, batch_size: Optional[int] = None,
+                processes_per_node: int = 1) -> DataLoader:
     """The loader of this rank's part: ``Batch``es of ``batch_size`` (cfg.batch_size).
 
     Training shuffles (cfg.shuffle) and drops the last short batch (cfg.drop_remainder);
     evaluation keeps the order and every image. Call ``loader.sampler.set_epoch(epoch)`` before
-    each epoch. Workers: cfg.num_parallel_workers, persistent.
+    each epoch. Workers: cfg.num_parallel_workers, persistent, capped by ``loader_workers``.
     """
     sampler = RankSampler(len(dataset), rank=rank, world_size=world_size,
                           shuffle=train and cfg.shuffle, pad=train, seed=seed)
-    workers = cfg.num_parallel_workers
+    workers = loader_workers(cfg.num_parallel_workers, processes_per_node=processes_per_node)
     return DataLoader(
         dataset, batch_size=batch_size or cfg.batch_size, sampler=sampler, collate_fn=collate,
         num_workers=workers, pin_memory=torch.cuda.is_available(),

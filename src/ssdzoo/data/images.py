@@ -157,8 +157,16 @@ def decode(data: bytes, *, crop: Optional[CropRect] = None,
     With ``size_hw`` (what the crop will be resized to), a JPEG is decoded at the largest DCT
     scale 1/s at which the crop is still at least ``size_hw`` (libjpeg-turbo's scaled IDCT, PIL
     draft mode): no detail the output can show is lost. The crop is then widened to multiples
-    of s so that it falls on whole decoded pixels; ``Decoded.crop`` is the widened crop.
+    of s so that it falls on whole decoded pixels; ``Decoded.crop`` is the widened crop. Data
+    that does not decode raises ImageFileError.
     """
+    try:
+        return _decode(data, crop, size_hw)
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... on bad data
+        raise ImageFileError(_decode_reason(err)) from None
+
+
+def _decode(data: bytes, crop: Optional[CropRect], size_hw: Optional[tuple[int, int]]) -> Decoded:
     image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     full_w, full_h = image.size
     crop = crop or CropRect(0, 0, full_w, full_h)

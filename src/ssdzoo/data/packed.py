@@ -26,6 +26,7 @@ disk and renamed; the manifest is written last, and a folder without one is not 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -34,8 +35,9 @@ from typing import Any, Optional
 import numpy as np
 import pyarrow as pa
 
-from ..atomic import atomic_path, commit, temporary_path, write_json
+from ..atomic import WriteError, atomic_path, commit, temporary_path, write_json
 from .coco import DetectionIndex
+from .images import ImageFileError, decode
 
 FORMAT = "ssdzoo.packed"
 VERSION = 1
@@ -77,7 +79,8 @@ def _write_ipc_atomic(path: Path, batches: list[pa.RecordBatch], schema: pa.Sche
 
 class ShardWriter:
     """Appends images to shards of ``rows_per_shard`` rows; each shard appears under its final
-    name only once it is complete and on disk."""
+    name only once it is complete and on disk. A failed write (full disk, I/O error) raises
+    WriteError naming the shard, and its temporary file is removed."""
 
     def __init__(self, folder: Path, *, rows_per_shard: int):
         if rows_per_shard < 1:
@@ -92,8 +95,24 @@ class ShardWriter:
         self._pending_data: list[bytes] = []
         self._tmp: Optional[Path] = None
 
+    @contextlib.contextmanager
+    def _writing(self):
+        try:
+            yield
+        except OSError as err:
+            if isinstance(err, WriteError):
+                raise
+            final = self.folder / SHARD_NAME.format(len(self.shards))
+            with contextlib.suppress(Exception):
+                self.abort()
+            raise WriteError(final, err, temporary=self._tmp) from err
+
     def add(self, image_id: int, data: bytes) -> tuple[int, int]:
         """Append one image; return its (shard, row)."""
+        with self._writing():
+            return self._add(image_id, data)
+
+    def _add(self, image_id: int, data: bytes) -> tuple[int, int]:
         if self._writer is None:
             self._tmp = temporary_path(self.folder / SHARD_NAME.format(len(self.shards)))
             self._sink = pa.OSFile(str(self._tmp), "wb")
@@ -127,16 +146,19 @@ class ShardWriter:
     def close(self) -> list[dict]:
         """Finish the last shard; return the manifest entries of all shards."""
         if self._writer is not None:
-            self._close_shard()
+            with self._writing():
+                self._close_shard()
         return self.shards
 
     def abort(self) -> None:
         """Drop the shard being written (after an error)."""
         if self._writer is not None:
-            self._writer.close()
-            self._sink.close()
-            self._tmp.unlink(missing_ok=True)
-            self._writer = None
+            writer, sink, self._writer = self._writer, self._sink, None
+            try:
+                writer.close()
+                sink.close()
+            finally:
+                self._tmp.unlink(missing_ok=True)
 
 
 def write_index(folder: Path, index: DetectionIndex, shard: np.ndarray, row: np.ndarray) -> dict:
@@ -202,9 +224,11 @@ class PackedSplit:
                 f"{self.manifest.get('format')} version {self.manifest.get('version')}")
         for entry in [*self.manifest["shards"], *self.manifest["tables"].values()]:
             path = self.folder / entry["file"]
-            if not path.is_file() or path.stat().st_size != entry["bytes"]:
-                raise PackedFormatError(f"{path}: missing or not {entry['bytes']} bytes as the "
-                                        "manifest says")
+            if not path.is_file():
+                raise PackedFormatError(f"{path}: missing (the manifest lists it)")
+            if path.stat().st_size != entry["bytes"]:
+                raise PackedFormatError(f"{path}: {path.stat().st_size} bytes, the manifest says "
+                                        f"{entry['bytes']} (truncated or replaced)")
         for entry in self.manifest["tables"].values():
             if file_entry(self.folder / entry["file"])["sha256"] != entry["sha256"]:
                 raise PackedFormatError(f"{self.folder / entry['file']}: checksum mismatch")
@@ -285,22 +309,37 @@ def _numpy(table: pa.Table, name: str) -> np.ndarray:
 
 def verify_packed(folder: str | Path) -> list[str]:
     """Check every file of a packed split against the manifest's sha256; return the problems
-    (empty when intact)."""
+    (empty when intact). A damaged shard is named, then each of its images that no longer
+    decodes (training skips those; other damage shows only in the checksum)."""
     folder = Path(folder)
     try:
         split = PackedSplit(folder)
     except PackedFormatError as err:
         return [str(err)]
     problems = []
-    for entry in split.manifest["shards"]:
+    for number, entry in enumerate(split.manifest["shards"]):
         path = folder / entry["file"]
         if file_entry(path)["sha256"] != entry["sha256"]:
             problems.append(f"{path}: checksum mismatch")
+            problems += _undecodable_images(split, number, path)
             continue
         with pa.memory_map(str(path), "r") as source:
             rows = sum(len(b) for b in pa.ipc.open_file(source).read_all().to_batches())
         if rows != entry["rows"]:
             problems.append(f"{path}: {rows} rows, manifest says {entry['rows']}")
+    return problems
+
+
+def _undecodable_images(split: PackedSplit, shard: int, path: Path) -> list[str]:
+    problems = []
+    for i in np.flatnonzero(split.shard_of == shard).tolist():
+        name = split.index.file_names[i].as_py()
+        try:
+            decode(split.read(i))
+        except ImageFileError as err:
+            problems.append(f"{path}: image {name} does not decode ({err})")
+        except Exception as err:  # the Arrow structure itself is damaged
+            return [f"{path}: its rows cannot be read ({err})"]
     return problems
 
 

@@ -1,14 +1,20 @@
 """What a training run leaves behind besides checkpoints: a CSV of epochs, TensorBoard scalars,
-and a PNG of the training curves."""
+and a PNG of the training curves.
+
+The CSV and PNG are rewritten whole through atomic writes; TensorBoard's event files are
+append-only logs (a resumed run purges the events after its checkpoint's step). A write that
+fails (full disk, I/O error) raises WriteError naming the file or folder.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
-from ..atomic import atomic_path
+from ..atomic import WriteError, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -18,10 +24,10 @@ EPOCH_FIELDS = ("epoch", "loss", "lr", "images_per_s", "seconds", "AP", "AP50")
 class TrainingRecords:
     """Rank 0's records of a run in ``out_dir``: metrics.csv, tensorboard/, curves.png."""
 
-    def __init__(self, out_dir: str | Path, *, resume: bool = False):
+    def __init__(self, out_dir: str | Path, *, resume: bool = False, purge_step: Optional[int] = None):
         self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.csv_path = self.out_dir / "metrics.csv"
+        self.tensorboard_dir = self.out_dir / "tensorboard"
         self.rows: list[dict] = []
         if resume and self.csv_path.exists():
             with open(self.csv_path, newline="") as f:
@@ -29,38 +35,65 @@ class TrainingRecords:
         self.writer = None
         try:
             from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
         except ImportError:  # tensorboard is a dependency; a broken install only loses the event files
             log.warning("tensorboard is not importable: no event files")
+            return
+        with self._tensorboard():
+            self.writer = SummaryWriter(str(self.tensorboard_dir), purge_step=purge_step if resume else None)
+
+    @contextlib.contextmanager
+    def _tensorboard(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as err:  # raised late, by TensorBoard's writer thread, for an earlier write
+            raise WriteError(self.tensorboard_dir, err) from err
 
     def step(self, step: int, *, loss: float, lr: float) -> None:
         if self.writer:
-            self.writer.add_scalar("train/loss", loss, step)
-            self.writer.add_scalar("train/lr", lr, step)
+            with self._tensorboard():
+                self.writer.add_scalar("train/loss", loss, step)
+                self.writer.add_scalar("train/lr", lr, step)
 
     def epoch(self, epoch: int, *, loss: float, lr: float, images_per_s: float, seconds: float,
               metrics: Optional[dict] = None) -> None:
         """One row per finished epoch; the CSV and PNG are rewritten whole, so they stay valid."""
         row = {"epoch": epoch, "loss": f"{loss:.6f}", "lr": f"{lr:.6g}",
-               "images_per_s": f"{images_per_s:.2f}", "seconds": f"{seconds:.1f}",
-               "AP": f"{metrics['AP']:.5f}" if metrics else "", "AP50": f"{metrics['AP50']:.5f}" if metrics else ""}
+               "images_per_s": f"{images_per_s:.2f}", "seconds": f"{seconds:.1f}", "AP": "", "AP50": ""}
         self.rows = [r for r in self.rows if int(r["epoch"]) < epoch] + [row]
+        if self.writer:
+            with self._tensorboard():
+                self.writer.add_scalar("epoch/loss", loss, epoch)
+                self.writer.add_scalar("epoch/images_per_s", images_per_s, epoch)
+        if metrics:
+            self.metrics(epoch, metrics)
+        else:
+            self._rewrite()
+
+    def metrics(self, epoch: int, metrics: dict) -> None:
+        """The validation numbers of an epoch whose row is written."""
+        for row in self.rows:
+            if int(row["epoch"]) == epoch:
+                row.update(AP=f"{metrics['AP']:.5f}", AP50=f"{metrics['AP50']:.5f}")
+        if self.writer:
+            with self._tensorboard():
+                for key, value in metrics.items():
+                    self.writer.add_scalar(f"val/{key}", value, epoch)
+        self._rewrite()
+
+    def _rewrite(self) -> None:
         with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=EPOCH_FIELDS)
             writer.writeheader()
             writer.writerows(self.rows)
         if self.writer:
-            self.writer.add_scalar("epoch/loss", loss, epoch)
-            self.writer.add_scalar("epoch/images_per_s", images_per_s, epoch)
-            for key, value in (metrics or {}).items():
-                self.writer.add_scalar(f"val/{key}", value, epoch)
-            self.writer.flush()
+            with self._tensorboard():
+                self.writer.flush()
         plot_curves(self.rows, self.out_dir / "curves.png")
 
     def close(self) -> None:
         if self.writer:
-            self.writer.close()
+            with self._tensorboard():
+                self.writer.close()
 
 
 def plot_curves(rows: list[dict], path: Path) -> None:
