@@ -12,7 +12,8 @@ import sys
 # command -> module in ssdzoo.commands, in the order `ssdzoo --help` lists them
 COMMANDS = {
     "info": "info", "train": "train", "eval": "evaluate", "convert": "convert", "prepare": "prepare",
-    "synth": "synth", "predict": "predict", "demo": "demo", "export": "export", "benchmark": "benchmark",
+    "synth": "synth", "show": "show", "predict": "predict", "demo": "demo", "export": "export",
+    "benchmark": "benchmark",
 }
 
 

@@ -20,7 +20,8 @@ the exporter translates into that one ONNX node.
 
 Both layouts carry metadata (``ssdzoo.layout``, ``image_size``, ``mean``, ``std``, ``classes``,
 ``num_classes``, ``min_score``, ``nms_threshold``, ``max_boxes``) that ``Predictor`` checks
-against the config it is given.
+against the config it is given, and the whole resolved config (``ssdzoo.config``), which
+``ssdzoo predict`` uses when no config is given.
 """
 
 from __future__ import annotations
@@ -177,6 +178,7 @@ def export_onnx(model: "Detector", cfg: "Config", path: str | Path, *, nms: bool
         "ssdzoo.min_score": str(cfg.min_score),
         "ssdzoo.nms_threshold": str(cfg.nms_threshold),
         "ssdzoo.max_boxes": str(cfg.max_boxes),
+        "ssdzoo.config": json.dumps(cfg.to_dict()),  # the whole resolved config: predict needs no recipe
     })
     with atomic_path(path) as tmp:
         program.save(tmp, external_data=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import config_args
+from .common import optional_config_args, weights_config
 
 HELP = "export to ONNX (optionally with NMS), checked against PyTorch with onnxruntime"
 
@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from ..model import build_model
     from ..predict import collect_images
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = weights_config(args, args.checkpoint) if args.checkpoint else load_config(args.config, args.overrides)
     weights = args.checkpoint or cfg.ckpt_path
     if not weights:
         raise ValueError("no weights: pass --checkpoint (or set ckpt_path in the config)")
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    config_args(p)
+    optional_config_args(p)
     p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors) or MindSpore .ckpt "
                                         "(default: the config's ckpt_path)")
     p.add_argument("--out", required=True, help="the .onnx file to write")

@@ -8,11 +8,15 @@ HELP = "draw detections on images and write them as COCO results JSON"
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..checkpoint_config import config_for_weights, split_config_argument
     from ..config import load_config
     from ..inference import Predictor
     from ..predict import read_category_ids, run_predict
 
-    cfg = load_config(args.config, args.set)
+    config, args.images = split_config_argument(args.config, args.images, rest_are_overrides=False)
+    if not args.images:
+        raise ValueError("no images given: ssdzoo predict [CONFIG] IMAGES... --checkpoint FILE --out DIR")
+    cfg = config_for_weights(config, args.set, args.checkpoint) if args.checkpoint else load_config(config, args.set)
     weights = args.checkpoint or cfg.ckpt_path
     if not weights:
         raise ValueError("no weights: pass --checkpoint (or set ckpt_path in the config)")
@@ -28,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="a YAML recipe, or a name in configs/ (ssd_mobilenetv2, demo, ...)")
-    p.add_argument("images", nargs="+", metavar="IMAGES", help="image files or folders of images")
+    p.add_argument("config", nargs="?", metavar="CONFIG",
+                   help="a YAML recipe, or a name in configs/ (default: the config saved in --checkpoint)")
+    p.add_argument("images", nargs="*", metavar="IMAGES", help="image files or folders of images")
     p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors), MindSpore .ckpt or "
                                         "an .onnx file from `ssdzoo export` (default: ckpt_path)")
     p.add_argument("--out", required=True, help="folder for the drawn images and detections.json")

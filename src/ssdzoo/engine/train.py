@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from ..anchors import default_boxes
 from ..config import Config, config_from_dict
+from ..finetune import load_for_finetuning
 from ..loss import ssd_loss
 from ..model import build_model
 from ..schedule import lr_schedule
@@ -51,19 +52,26 @@ class Progress:
 
 
 def train(cfg: Config, *, resume: Optional[str | Path] = None, epochs: Optional[int] = None,
-          progress_bar: Optional[bool] = None) -> dict:
+          progress_bar: Optional[bool] = None, weights: Optional[str | Path] = None) -> dict:
     """Train ``cfg`` on ``cfg.data_dir``; checkpoints and records go to ``cfg.ckpt_save_dir``.
 
     ``resume`` continues from a checkpoint's position; ``epochs`` stops this call after that
-    many epochs (the schedule still spans ``epoch_size``; resume later to go on). Under torchrun
-    each process trains on its own part of the data with DDP. Returns a summary (epochs,
-    checkpoint paths, best and last validation metrics).
+    many epochs (the schedule still spans ``epoch_size``; resume later to go on). ``weights``
+    starts a new run from a full model trained on other classes (``finetune``). ``classes:
+    null`` takes the training split's. Under torchrun each process trains on its own part of
+    the data with DDP. Returns a summary (epochs, checkpoint paths, best and last validation
+    metrics).
     """
+    if resume and weights:
+        raise ValueError("--resume continues a run, --weights starts a new one from a model: give one of them")
+    from ..data import resolve_classes
+
+    cfg = resolve_classes(cfg)
     info = DistInfo.from_env()
     device = resolve_device(cfg.device, info)
     init_process_group(info, device)
     try:
-        return _Run(cfg, info, device, progress_bar).fit(resume, epochs)
+        return _Run(cfg, info, device, progress_bar, weights=weights, init_backbone=not resume).fit(resume, epochs)
     finally:
         if info.enabled:
             torch.distributed.destroy_process_group()
@@ -138,7 +146,8 @@ class TrainStep:
 class _Run:
     """One training run's state; ``fit`` is the loop."""
 
-    def __init__(self, cfg: Config, info: DistInfo, device: torch.device, progress_bar: Optional[bool]):
+    def __init__(self, cfg: Config, info: DistInfo, device: torch.device, progress_bar: Optional[bool], *,
+                 weights: Optional[str | Path] = None, init_backbone: bool = True):
         from ..data import load_dataset, make_loader
 
         self.cfg, self.info, self.device = cfg, info, device
@@ -148,7 +157,10 @@ class _Run:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest convs
 
-        model = build_model(cfg).to(device)
+        model = build_model(cfg, init_backbone=init_backbone and not weights)
+        if weights:
+            load_for_finetuning(model, weights, cfg)
+        model = model.to(device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if info.enabled and cfg.sync_bn:
