@@ -17,16 +17,8 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import (
-    CONFIG_DIR,
-    MODEL_KEYS,
-    Config,
-    apply_overrides,
-    config_from_dict,
-    describe_model,
-    load_config,
-    resolve_config_path,
-)
+from .config import (CONFIG_DIR, MODEL_KEYS, Config, config_from_dict, describe_model, load_config,
+                     parse_overrides, resolve_config_path)
 
 
 def saved_config(weights: str | Path) -> Optional[dict]:
@@ -97,7 +89,7 @@ def config_for_weights(config: Optional[str], overrides: Sequence[str], weights:
         if saved is None:
             what = f"{weights} carries no config" if weights else "no --checkpoint and no config"
             raise ValueError(f"{what}: name the recipe it was trained with (a YAML file or a name in configs/)")
-        return config_from_dict(apply_overrides(saved, overrides), source=f"{weights} (saved config)")
+        return config_from_dict({**saved, **parse_overrides(overrides)}, source=f"{weights} (saved config)")
     cfg = load_config(config, overrides)
     if saved is not None:
         check_fits(cfg, saved, config, weights)

@@ -46,7 +46,8 @@ def _number(value) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     optional_config_args(p)
-    p.add_argument("--checkpoint", required=True, help="ssdzoo checkpoint, safetensors or MindSpore .ckpt")
+    p.add_argument("--checkpoint", required=True, help="ssdzoo checkpoint, safetensors, MindSpore .ckpt or "
+                                                       "TensorFlow OD API graph (.pb) / checkpoint")
     p.add_argument("--json", metavar="FILE", help="write the COCO numbers (AP, AP50, ... in 0..1) and "
                                                   "per_class {name: {AP, AP50}} here")
     p.add_argument("--pr-plot", metavar="FILE.png",

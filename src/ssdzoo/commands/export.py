@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import optional_config_args, weights_config
+from .common import load_config_for_weights, optional_config_args, split_config
 
 HELP = "export to ONNX (optionally with NMS), checked against PyTorch with onnxruntime"
 
@@ -17,10 +17,11 @@ def run(args: argparse.Namespace) -> int:
     from ..model import build_model
     from ..predict import collect_images
 
-    cfg = weights_config(args, args.checkpoint) if args.checkpoint else load_config(args.config, args.overrides)
-    weights = args.checkpoint or cfg.ckpt_path
+    config, overrides = split_config(args)
+    weights = args.checkpoint or (load_config(config, overrides).ckpt_path if config else None)
     if not weights:
         raise ValueError("no weights: pass --checkpoint (or set ckpt_path in the config)")
+    cfg = load_config_for_weights(config, overrides, weights)
     if not str(args.out).endswith(".onnx"):
         raise ValueError(f"--out {args.out}: expected a file name ending in .onnx")
     model = build_model(cfg, weights=weights).eval()
@@ -50,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     optional_config_args(p)
-    p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors) or MindSpore .ckpt "
-                                        "(default: the config's ckpt_path)")
+    p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors), MindSpore .ckpt or "
+                                        "TensorFlow OD API graph (.pb) / checkpoint (default: the config's ckpt_path)")
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument("--nms", action="store_true",
                    help="put the seed's NMS in the graph: inputs images, image_hw; outputs "

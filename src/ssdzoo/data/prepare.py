@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
-import shutil
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -26,7 +24,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ..atomic import write_json
+from ..atomic import atomic_folder, write_json
 from .coco import annotation_path, is_training_split, read_coco_json
 from .images import ImageFile, ImageFileError, read_image_file
 from .index import IndexBuilder, SourceSplit, candidate_images, check_size, class_counts, summary_counts
@@ -144,13 +142,7 @@ def pack_split(
     rows = np.flatnonzero(candidates)
     paths = [source.image_paths[r] for r in rows.tolist()]
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
-        log.info("removing %s, left by an interrupted run", stale)
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
-    staging.mkdir()
-    try:
+    with atomic_folder(out_dir) as staging:
         builder = IndexBuilder(source, keep_background=keep_background)
         writer = ShardWriter(staging, rows_per_shard=shard_size)
         shard, row_in_shard, skipped, converted, oriented = [], [], list(source.skipped), [], []
@@ -210,10 +202,6 @@ def pack_split(
         write_json(staging / SUMMARY, summary)
         write_manifest(staging, split=split, categories=index.categories, shards=shards,
                        tables=tables, num_boxes=num_boxes)
-        _move_into_place(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     log.debug("%s: %d images, %d boxes, %d skipped, %d shards -> %s", split, summary["images"],
               num_boxes, len(skipped), len(shards), out_dir)
     return summary
@@ -290,14 +278,3 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     # fork starts workers at once and shares the parsed json; the workers touch no torch state
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
-
-
-def _move_into_place(staging: Path, out_dir: Path) -> None:
-    """Swap the finished staging folder in; an older dataset is removed only afterwards."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-    os.replace(staging, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from ..atomic import write_bytes, write_json
+from ..atomic import atomic_folder, write_bytes, write_json
 
 SHAPES = ("circle", "square", "triangle")  # labels 1, 2, 3 (COCO category ids 1, 2, 3)
 SPLITS = {"train2017": 0, "val2017": 1}  # split -> stream number in the seed
@@ -58,15 +58,29 @@ LAYOUTS = ("coco", "voc", "yolo")
 
 def make_synthetic_coco(
     out: str | Path, *, seed: int = 0, num_train: int = 3000, num_val: int = 300,
-    spec: SynthSpec = SynthSpec(), workers: int = 1, progress: Optional[bool] = None, layout: str = "coco",
+    spec: SynthSpec = SynthSpec(), workers: int = 1, progress: Optional[bool] = None,
+    overwrite: bool = False, layout: str = "coco",
 ) -> dict:
-    """Write the synthetic dataset ``out`` in ``layout`` (coco, voc or yolo); return counts per split."""
+    """Write the synthetic dataset ``out`` in ``layout`` (coco, voc or yolo); return counts per split.
+
+    An existing non-empty ``out`` is an error unless ``overwrite``, which replaces it whole. The
+    folder is built beside ``out`` and moved into place when complete.
+    """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not empty: pass --overwrite to replace it whole, "
+                              "or choose another folder")
+    with atomic_folder(out) as staging:
+        return _write_synthetic(staging, seed=seed, num_train=num_train, num_val=num_val, spec=spec,
+                                workers=workers, progress=progress, layout=layout)
+
+
+def _write_synthetic(out: Path, *, seed: int, num_train: int, num_val: int, spec: SynthSpec,
+                     workers: int, progress: Optional[bool], layout: str) -> dict:
     if layout == "coco":
-        (out / "annotations").mkdir(exist_ok=True)
+        (out / "annotations").mkdir()
     summary = {}
     for split, count in (("train2017", num_train), ("val2017", num_val)):
         start = time.perf_counter()
