@@ -8,18 +8,8 @@ import json
 
 import numpy as np
 import pytest
-from data_helpers import (
-    CLASSES,
-    SCENES,
-    encode,
-    noise_image,
-    oriented_jpeg,
-    scene_image,
-    voc_object,
-    write_coco_export,
-    write_voc,
-    write_yolo,
-)
+from data_helpers import (CLASSES, SCENES, encode, noise_image, oriented_jpeg, scene_image, voc_object,
+                          write_coco_export, write_voc, write_yolo)
 from PIL import Image, ImageOps
 
 from ssdzoo.cli import main

@@ -71,7 +71,7 @@ def test_show_draws_the_labels(own_run, capsys):
     assert main(["show", str(own_run / "packed"), "--out", str(out), "-n", "4", "--cell", "96"]) == 0
     assert capsys.readouterr().out.startswith(f"4 samples of {own_run / 'packed' / 'train'} (as stored)")
     with Image.open(out) as image:
-        assert image.size == (2 * 100 + 4, 2 * (96 + 16 + 4) + 4)
+        assert image.size == (4 * 100 + 4, 96 + 16 + 4 + 4)  # 4 columns
     assert main(["show", str(own_run / "packed" / "val"), "--out", str(out), "--augment", "-n", "30",
                  "--config", str(TINY_CONFIG)]) == 0
     assert "8 samples of" in capsys.readouterr().out  # all the split has

@@ -50,23 +50,21 @@ def class_logit_names(model: "Detector") -> set[str]:
 
 def read_full_model(path: str | Path, model: "Detector", cfg: "Config") -> tuple[dict[str, Tensor], Optional[dict]]:
     """The file's tensors under ssdzoo's names, and its saved config (ssdzoo checkpoints only)."""
+    from .checkpoint_config import saved_config
+    from .weights import WeightsFileError, read_state_dict, weights_kind
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    if path.suffix == ".ckpt":
+    kind = weights_kind(path)
+    if kind == "mindspore":
         from .convert.mindspore import mindspore_state_by_name
 
         return mindspore_state_by_name(path, model, cfg), None
-    from .weights import read_state_dict
-
-    if path.suffix != ".safetensors":
-        from .engine.checkpoint import load_checkpoint
-
-        ckpt = load_checkpoint(path)
-        if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):  # an ssdzoo training checkpoint
-            config = ckpt.get("config")
-            return ckpt["model"], config if isinstance(config, dict) else None
-    return read_state_dict(path), None
+    if kind == "tensorflow":
+        raise WeightsFileError(path, "a TensorFlow model: convert it first (ssdzoo convert FILE --config RECIPE "
+                                     "--out model.safetensors) and fine-tune from the .safetensors with its recipe")
+    if kind == "onnx":
+        raise WeightsFileError(path, "an ONNX graph, which cannot fill a PyTorch model")
+    return read_state_dict(path), saved_config(path)
 
 
 def load_for_finetuning(model: "Detector", path: str | Path, cfg: "Config") -> FinetuneReport:

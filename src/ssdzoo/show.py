@@ -87,7 +87,8 @@ def show_samples(data: str | Path, out: str | Path, *, cfg: Optional["Config"] =
             image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                                  Image.Resampling.BILINEAR)
             boxes = [[v * scale for v in box] for box in boxes]
-        caption = f"{dataset.index.file_names[i].as_py()} ({len(labels)} boxes)"
+        boxes_text = "1 box" if len(labels) == 1 else f"{len(labels)} boxes"
+        caption = f"{Path(dataset.index.file_names[i].as_py()).name} ({boxes_text})"
         cells.append((draw_boxes(image, boxes, labels, names), caption))
     path = _save_grid(cells, out, cell=cell, columns=columns)
     return ShowResult(path, dataset.source, indices, total)
@@ -101,8 +102,17 @@ def _denormalized(image: torch.Tensor, cfg: "Config") -> np.ndarray:
     return pixels.permute(1, 2, 0).numpy()
 
 
+def _fitted(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """``text``, shortened at the front with "..." until it is at most ``width`` pixels wide."""
+    shown = text
+    while len(shown) > 4 and draw.textlength(shown, font=font) > width:
+        text = text[1:]
+        shown = "..." + text
+    return shown
+
+
 def _save_grid(cells: list[tuple[Image.Image, str]], out: str | Path, *, cell: int, columns: Optional[int]) -> Path:
-    columns = columns or min(len(cells), math.ceil(math.sqrt(len(cells))))
+    columns = columns or min(len(cells), max(4, math.ceil(math.sqrt(len(cells)))))
     rows = math.ceil(len(cells) / columns)
     pad = 4
     grid = Image.new("RGB", (columns * (cell + pad) + pad, rows * (cell + CAPTION_HEIGHT + pad) + pad), (32, 32, 32))
@@ -112,7 +122,7 @@ def _save_grid(cells: list[tuple[Image.Image, str]], out: str | Path, *, cell: i
         x = pad + (k % columns) * (cell + pad)
         y = pad + (k // columns) * (cell + CAPTION_HEIGHT + pad)
         grid.paste(image, (x + (cell - image.width) // 2, y + (cell - image.height) // 2))
-        draw.text((x + 2, y + cell + 2), caption[:48], fill=(230, 230, 230), font=font)
+        draw.text((x + 2, y + cell + 2), _fitted(draw, caption, font, cell - 4), fill=(230, 230, 230), font=font)
     path = Path(out)
     if path.suffix.lower() != ".png":
         raise ValueError(f"--out {out}: expected a .png file name")
