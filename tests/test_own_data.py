@@ -90,6 +90,9 @@ def test_predict_from_the_checkpoint_alone(own_run, capsys, tmp_path):
     assert len(err.splitlines()) == 1 and "was trained as test_efficientnet + SSD extras, 64x64, 3 classes " \
         "(circle, square, triangle); the config ssd_mobilenetv2 builds mobilenetv2_100" in err
     assert "missing" not in err
+    # a recipe with classes from the data takes the checkpoint's
+    assert main(["predict", str(TINY_CONFIG), "--set", "classes=null", "--set", "num_classes=null",
+                 "--checkpoint", str(ckpt), str(images[0]), "--out", str(tmp_path / "r")]) == 0
 
 
 @voc_only

@@ -92,6 +92,8 @@ def config_for_weights(config: Optional[str], overrides: Sequence[str], weights:
         return config_from_dict({**saved, **parse_overrides(overrides)}, source=f"{weights} (saved config)")
     cfg = load_config(config, overrides)
     if saved is not None:
+        if cfg.classes is None and saved.get("classes"):  # from the data: the data it was trained on
+            cfg = cfg.replace(classes=tuple(saved["classes"]), num_classes=len(saved["classes"]))
         check_fits(cfg, saved, config, weights)
     return cfg
 
