@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,113 @@ def make_faulty_coco(root: Path) -> dict:
                           "unknown_image": 1},
         "dropped_images": {"train2017": {"no_boxes": 2, "crowd": 0}, "val2017": {"no_boxes": 0, "crowd": 1}},
     }
+
+
+# --- one small dataset, written in each layout (COCO export, Pascal VOC, YOLO) by hand-coded rules ---
+
+CLASSES = ("bird", "cat", "dog")  # one order for all three formats: ascending COCO id, VOC's order, YOLO's ids
+# file stem -> (width, height, [(class, x1, y1, x2, y2) in whole pixels, 0-based continuous corners])
+SCENES = {
+    "0001": (48, 40, [("cat", 2, 3, 20, 25), ("dog", 30, 10, 47, 39)]),
+    "0002": (40, 32, [("bird", 0, 0, 40, 32)]),
+    "0003": (56, 36, [("dog", 5, 6, 15, 16), ("cat", 20, 2, 50, 30), ("bird", 40, 20, 55, 35)]),
+    "0004": (36, 44, []),  # a background image
+}
+
+
+def scene_image(stem: str) -> Image.Image:
+    width, height, _ = SCENES[stem]
+    return noise_image(int(stem), size=(width, height))
+
+
+def write_coco_export(root: Path, *, roboflow: bool = True) -> Path:
+    """Roboflow's layout (images beside train/_annotations.coco.json, category id 0 = the project,
+    parent of the classes, ids from 1) or CVAT's (annotations/instances_default.json, images/ with
+    a sub-folder, ids 0, 5, 9 with an unused id 7, no segmentation, area missing or 0)."""
+    if roboflow:
+        folder = root / "train"
+        categories = [{"id": 0, "name": "animals", "supercategory": "none"}]
+        categories += [{"id": k, "name": n, "supercategory": "animals"} for k, n in enumerate(CLASSES, start=1)]
+        id_of = {n: k for k, n in enumerate(CLASSES, start=1)}
+        json_path, prefix = folder / "_annotations.coco.json", ""
+    else:
+        folder = root / "images"
+        categories = [{"id": 9, "name": "dog"}, {"id": 0, "name": "bird"}, {"id": 7, "name": "fish"},
+                      {"id": 5, "name": "cat"}]
+        id_of = {"bird": 0, "cat": 5, "dog": 9}
+        json_path, prefix = root / "annotations" / "instances_default.json", "batch1/"
+    (folder / prefix).mkdir(parents=True, exist_ok=True)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for k, (stem, (width, height, boxes)) in enumerate(SCENES.items()):
+        scene_image(stem).save(folder / prefix / f"{stem}.jpg", quality=95)
+        images.append({"id": 10 + k, "file_name": f"{prefix}{stem}.jpg", "width": width, "height": height})
+        for name, x1, y1, x2, y2 in boxes:
+            ann = {"id": len(annotations) + 1, "image_id": 10 + k, "category_id": id_of[name],
+                   "bbox": [x1, y1, x2 - x1, y2 - y1], "iscrowd": 0}
+            if roboflow:
+                ann.update(area=(x2 - x1) * (y2 - y1), segmentation=[])
+            elif len(annotations) % 2:
+                ann["area"] = 0
+            annotations.append(ann)
+    json_path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return json_path
+
+
+def voc_object(name: str, x1: float, y1: float, x2: float, y2: float, difficult: int = 0) -> str:
+    """VOC's corners are 1-based pixel indices, inclusive: pixels x1..x2-1 (0-based) are x1+1..x2."""
+    return (f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
+            f"<difficult>{difficult}</difficult><bndbox><xmin>{x1 + 1}</xmin><ymin>{y1 + 1}</ymin>"
+            f"<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>")
+
+
+def write_voc(year: Path, *, splits: dict[str, list[str]] | None = None, difficult: tuple = ()) -> Path:
+    """A VOC2007-style folder of SCENES; ``difficult`` names (stem, box index) pairs flagged so."""
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (year / sub).mkdir(parents=True, exist_ok=True)
+    for stem, (width, height, boxes) in SCENES.items():
+        scene_image(stem).save(year / "JPEGImages" / f"{stem}.jpg", quality=95)
+        objects = "".join(voc_object(n, x1, y1, x2, y2, int((stem, k) in difficult))
+                          for k, (n, x1, y1, x2, y2) in enumerate(boxes))
+        (year / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><folder>VOC2007</folder><filename>{stem}.jpg</filename><size><width>{width}</width>"
+            f"<height>{height}</height><depth>3</depth></size><segmented>0</segmented>{objects}</annotation>")
+    for split, stems in (splits or {"train": list(SCENES)}).items():
+        (year / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{s}\n" for s in stems))
+    return year
+
+
+def write_yolo(root: Path, *, names_as_dict: bool = False, yaml_dir: Path | None = None) -> Path:
+    """An ultralytics dataset of SCENES: images/train, labels/train (normalized cx cy w h), a
+    data.yaml in ``yaml_dir`` (default: root) whose ``path`` is relative to it. The background
+    image's label file is missing; an empty one is written for nothing else."""
+    (root / "images" / "train").mkdir(parents=True, exist_ok=True)
+    (root / "labels" / "train").mkdir(parents=True, exist_ok=True)
+    for stem, (width, height, boxes) in SCENES.items():
+        scene_image(stem).save(root / "images" / "train" / f"{stem}.jpg", quality=95)
+        if not boxes:
+            continue
+        lines = "".join(f"{CLASSES.index(n)} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
+                        f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}\n" for n, x1, y1, x2, y2 in boxes)
+        (root / "labels" / "train" / f"{stem}.txt").write_text(lines)
+    yaml_dir = yaml_dir or root
+    yaml_dir.mkdir(parents=True, exist_ok=True)
+    names = "".join(f"  {k}: {n}\n" for k, n in enumerate(CLASSES)) if names_as_dict else \
+        "[" + ", ".join(CLASSES) + "]\n"
+    path = yaml_dir / "data.yaml"
+    relative = os.path.relpath(root, yaml_dir)
+    path.write_text(f"path: {relative}\ntrain: images/train\nnames:{' ' if not names_as_dict else chr(10)}{names}")
+    return path
+
+
+# EXIF orientation -> the transpose that makes the stored pixels of an image that views as V
+STORE_TRANSPOSE = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+
+
+def oriented_jpeg(viewed: Image.Image, orientation: int) -> bytes:
+    """JPEG bytes whose pixels are stored turned, with the EXIF tag that shows them as ``viewed``."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    viewed.transpose(STORE_TRANSPOSE[orientation]).save(buffer, format="JPEG", quality=95, exif=exif)
+    return buffer.getvalue()

@@ -65,6 +65,50 @@ def test_normalization_comes_from_the_backbone():
     assert ssdzoo.load_config("ssd_mobilenetv2", ["backbone=test_resnet"]).mean == (0.5, 0.5, 0.5)
 
 
+def test_classes_from_the_data_keys():
+    cfg = ssdzoo.load_config("demo", ["classes=null", "num_classes=null", "train_split=train", "val_split=valid"])
+    assert cfg.classes is None and cfg.num_classes is None and cfg.classes_from_data
+    assert (cfg.train_split, cfg.val_split) == ("train", "valid")
+    assert ssdzoo.load_config("demo", ["classes=[background,a]", "num_classes=null"]).num_classes == 2
+    with pytest.raises(ValueError, match="resolve it first"):
+        ssdzoo.build_model(cfg)
+    with pytest.raises(ConfigError, match="twice"):
+        ssdzoo.load_config("demo", ["classes=[background,a,a,b]"])
+    with pytest.raises(ConfigError, match="val_split"):
+        ssdzoo.load_config("demo", ["val_split=a/b"])
+
+
+def test_resolve_classes_reads_the_training_split(tmp_path):
+    from ssdzoo.data import make_synthetic_coco, prepare_coco, resolve_classes
+
+    make_synthetic_coco(tmp_path / "raw", num_train=2, num_val=0, progress=False)
+    prepare_coco(tmp_path / "raw", tmp_path / "packed")
+    cfg = ssdzoo.load_config("demo", ["classes=null", "num_classes=null", f"data_dir={tmp_path / 'packed'}"])
+    assert resolve_classes(cfg).classes == ("background", "circle", "square", "triangle")
+    assert resolve_classes(cfg, tmp_path / "raw").num_classes == 4  # a raw COCO root too
+    with pytest.raises(ValueError, match="has 3 categories but the config has num_classes 81"):
+        resolve_classes(cfg.replace(num_classes=81))
+    with pytest.raises(FileNotFoundError, match=r"no dataset for split train.*found packed splits: train2017"):
+        resolve_classes(cfg.replace(train_split="train"))
+
+
+def test_a_weights_file_without_config_needs_one(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from ssdzoo.cli import main
+
+    path = tmp_path / "w.safetensors"
+    save_file({"x": __import__("torch").zeros(1)}, str(path))
+    assert main(["eval", "--checkpoint", str(path)]) == 2
+    assert f"{path} carries no config: name the recipe" in capsys.readouterr().err
+
+
+def test_describe_model():
+    assert ssdzoo.config.describe_model(ssdzoo.load_config("demo")) == \
+        "regnetx_002 + FPN, 128x128, 3 classes (circle, square, triangle)"
+    assert "80 in all" in ssdzoo.config.describe_model(ssdzoo.load_config("ssd_mobilenetv2"))
+
+
 def test_messages_name_where_a_bad_key_came_from_and_suggest_the_key():
     with pytest.raises(ConfigError) as err:
         ssdzoo.load_config("demo", ["bach_size=4"])

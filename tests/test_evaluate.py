@@ -1,13 +1,17 @@
 """COCO evaluation: faster-coco-eval must give pycocotools' numbers on the same detections."""
 
 import contextlib
+import copy
 import io
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from ssdzoo.engine.evaluate import STAT_NAMES, coco_results, coco_stats, format_table
+from ssdzoo.engine.evaluate import STAT_NAMES, coco_evaluation, coco_results, coco_stats, format_per_class, format_table
+from ssdzoo.engine.pr_plot import plot_pr_curves
+from ssdzoo.engine.voc_metric import voc_evaluation
 from ssdzoo.postprocess import Detections
 
 
@@ -65,3 +69,82 @@ def test_results_rows_and_table():
 def test_no_detections_gives_zeros():
     gt, _ = _ground_truth_and_results()
     assert coco_stats(gt, []) == {name: 0.0 for name in STAT_NAMES}
+
+
+def _pycocotools_stats(gt: dict, results: list[dict], cat_ids: list[int]) -> np.ndarray:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = copy.deepcopy(gt)
+        coco_gt.createIndex()
+        reference = COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(results)), "bbox")
+        reference.params.catIds = cat_ids
+        reference.evaluate()
+        reference.accumulate()
+        reference.summarize()
+    return reference.stats
+
+
+def test_per_class_ap_equals_cocoeval_of_that_class_alone():
+    gt, results = _ground_truth_and_results(seed=2, categories=(0, 3, 7))  # a category id 0, as exports have
+    gt["categories"].append({"id": 9, "name": "c9"})  # no ground truth, no detections
+    evaluation = coco_evaluation(gt, results)
+    assert evaluation.class_names == ["c0", "c3", "c7", "c9"]
+    assert evaluation.precision.shape == (10, 101, 4)
+    for category in (0, 3, 7):
+        alone = _pycocotools_stats(gt, results, [category])
+        row = evaluation.per_class[f"c{category}"]
+        assert row["AP"] == pytest.approx(alone[0], abs=1e-9) and row["AP50"] == pytest.approx(alone[1], abs=1e-9)
+        assert row["boxes"] == sum(a["category_id"] == category for a in gt["annotations"])
+    assert evaluation.per_class["c9"]["AP"] is None and evaluation.per_class["c9"]["boxes"] == 0
+    table = format_per_class(evaluation.per_class)
+    assert table.splitlines()[4].split() == ["c9", "0", "0", "-", "-"]
+
+
+def test_pr_plot_is_a_png(tmp_path):
+    gt, results = _ground_truth_and_results(seed=3)
+    path = plot_pr_curves(coco_evaluation(gt, results), tmp_path / "pr.png")
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width > 600  # four panels: all classes and three
+    assert [p.name for p in tmp_path.iterdir()] == ["pr.png"]
+
+
+def _voc_case():
+    """Class 1: box A (image 1), difficult box D (image 1), box B (image 2); class 2: one box, no
+    detection; class 3: no ground truth."""
+    gt = {"images": [{"id": 1}, {"id": 2}],
+          "categories": [{"id": 1, "name": "one"}, {"id": 2, "name": "two"}, {"id": 3, "name": "three"}],
+          "annotations": [
+              {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "iscrowd": 0},
+              {"id": 2, "image_id": 1, "category_id": 1, "bbox": [50, 50, 10, 10], "iscrowd": 1, "difficult": 1},
+              {"id": 3, "image_id": 2, "category_id": 1, "bbox": [20, 20, 10, 10], "iscrowd": 0},
+              {"id": 4, "image_id": 2, "category_id": 2, "bbox": [0, 0, 5, 5], "iscrowd": 0}]}
+    results = [
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},  # A: true positive
+        {"image_id": 1, "category_id": 1, "bbox": [50, 50, 10, 9], "score": 0.8},  # D: ignored
+        {"image_id": 1, "category_id": 1, "bbox": [1, 0, 10, 10], "score": 0.7},  # A again: false positive
+        {"image_id": 2, "category_id": 1, "bbox": [20, 21, 10, 10], "score": 0.65},  # B: true positive
+        {"image_id": 2, "category_id": 1, "bbox": [70, 70, 5, 5], "score": 0.6},  # nothing: false positive
+        {"image_id": 99, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.99},  # not an evaluated image
+    ]
+    return gt, results
+
+
+def test_voc_metric_by_hand():
+    gt, results = _voc_case()
+    voc = voc_evaluation(gt, results)
+    # class one, in score order: TP, (ignored), FP, TP, FP of 2 boxes -> recall .5 .5 1 1, precision 1 .5 2/3 .5
+    assert voc.per_class["one"]["voc10_AP50"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    assert voc.per_class["one"]["voc07_AP50"] == pytest.approx((6 * 1 + 5 * 2 / 3) / 11)
+    assert voc.per_class["one"]["ground_truth"] == 2  # the difficult box is not counted
+    assert voc.per_class["two"]["voc10_AP50"] == 0.0 and voc.per_class["three"]["voc10_AP50"] is None
+    assert voc.map10 == pytest.approx((0.5 + 1 / 3) / 2) and voc.map07 == pytest.approx((6 + 10 / 3) / 22)
+    no_difficult = copy.deepcopy(gt)
+    for ann in no_difficult["annotations"]:
+        ann.pop("difficult", None)
+        ann["iscrowd"] = 0
+    # counted as an ordinary box, D is found by the 0.8 detection: TP TP FP TP FP of 3 boxes
+    plain = voc_evaluation(no_difficult, results).per_class["one"]
+    assert plain["ground_truth"] == 3 and plain["voc10_AP50"] == pytest.approx((1 + 1 + 0.75) / 3)

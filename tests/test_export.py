@@ -136,3 +136,16 @@ def test_nms_per_class_in_pytorch_equals_postprocess(cfg):
         rows = selected[selected[:, 0] == i]
         assert (rows[:, 1] + 1).tolist() == want.labels.tolist()
         torch.testing.assert_close(boxes_px[i, rows[:, 2]], want.boxes)
+
+
+def test_the_graph_carries_its_config_and_predict_needs_no_other(plain_onnx, cfg, images, tmp_path):
+    from PIL import Image
+
+    from ssdzoo.checkpoint_config import config_for_weights, saved_config
+
+    assert saved_config(plain_onnx) == cfg.to_dict()
+    assert config_for_weights(None, ["min_score=0.3"], plain_onnx) == cfg.replace(min_score=0.3)
+    Image.fromarray(images[0]).save(tmp_path / "a.png")
+    out = tmp_path / "p"
+    assert main(["predict", "--checkpoint", str(plain_onnx), str(tmp_path / "a.png"), "--out", str(out)]) == 0
+    assert (tmp_path / "p" / "a.png").is_file()

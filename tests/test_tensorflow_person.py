@@ -147,3 +147,23 @@ def test_converted_files_reload_and_export_to_onnx(tmp_path, capsys):
     files = sorted(photos.iterdir())
     for file, detections in zip(files, predictor.predict(files)):
         check_against_tensorflow(file.stem, detections.boxes.numpy(), detections.scores.numpy())
+
+
+def test_finetuning_from_the_converted_person_model(person_cfg, person_model, tmp_path):
+    """`train --weights` from TF's person detector (as `ssdzoo convert` writes it) onto three
+    classes: everything but the class-logit convs comes from the file."""
+    from safetensors.torch import save_file
+
+    from ssdzoo.finetune import load_for_finetuning
+
+    path = tmp_path / "person.safetensors"
+    save_file({k: v.contiguous() for k, v in person_model.state_dict().items()}, str(path))
+    cfg = person_cfg.replace(classes=("background", "a", "b", "c"), num_classes=4)
+    model = ssdzoo.build_model(cfg)
+    report = load_for_finetuning(model, path, cfg)
+    assert len(report.fresh) == 12 and "2 classes, this model 4" in report.reason
+    source, state = person_model.state_dict(), model.state_dict()
+    assert len(report.loaded) == len(state) - 12
+    assert all(torch.equal(state[k], source[k]) for k in report.loaded)
+    with pytest.raises(ValueError, match="a TensorFlow model: convert it first"):
+        load_for_finetuning(model, person_graph(), cfg)

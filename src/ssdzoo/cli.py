@@ -15,7 +15,8 @@ from .engine.preemption import TrainingInterrupted
 # command -> module in ssdzoo.commands, in the order `ssdzoo --help` lists them
 COMMANDS = {
     "info": "info", "train": "train", "eval": "evaluate", "convert": "convert", "prepare": "prepare",
-    "synth": "synth", "predict": "predict", "demo": "demo", "export": "export", "benchmark": "benchmark",
+    "synth": "synth", "show": "show", "predict": "predict", "demo": "demo", "export": "export",
+    "benchmark": "benchmark",
 }
 
 

@@ -42,8 +42,12 @@ class ConfigError(ValueError):
 class Config:
     # --- data (seed keys) ---------------------------------------------------------------
     data_dir: str = ""  # a packed dataset (ssdzoo prepare) or a raw COCO root
-    classes: tuple[str, ...] = COCO_CLASSES  # class names; index 0 is background
-    num_classes: int = 81  # including background
+    # class names, index 0 background; null: the training split's categories (its manifest)
+    classes: Optional[tuple[str, ...]] = COCO_CLASSES
+    num_classes: Optional[int] = 81  # including background; null: len(classes), or from the data
+    # ssdzoo: the splits under data_dir (OUT/{split} of `ssdzoo prepare`) training and evaluation use
+    train_split: str = "train2017"
+    val_split: str = "val2017"
     image_size: tuple[int, int] = (300, 300)  # (height, width) of the network input
     batch_size: int = 32  # per device, as in the seed
     shuffle: bool = True
@@ -68,6 +72,9 @@ class Config:
     # as the seed's MobileNetV2 does with its 1280-channel conv
     backbone_use_head: bool = False
     backbone_ckpt_path: Optional[str] = None  # local weights: timm state dict, safetensors, .ckpt
+    # ssdzoo: the backbone's published ImageNet weights from timm (its Hugging Face hub cache; a
+    # download unless HF_HUB_OFFLINE=1 and they are cached); ignored when a full model is loaded
+    backbone_pretrained: bool = False
     backbone_kwargs: dict = dataclasses.field(default_factory=dict)  # ssdzoo: to timm.create_model
     # ssdzoo: timm module names (fnmatch globs) whose stride-2 convs / max-pools pad like
     # TensorFlow "same", as MindCV's backbone pads them (see model.layers.use_same_padding)
@@ -197,6 +204,31 @@ class Config:
         """Plain YAML-able values (tuples become lists), in schema order."""
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
+    @property
+    def classes_from_data(self) -> bool:
+        """classes is null: the training split's categories decide (``ssdzoo.data.resolve_classes``)."""
+        return self.classes is None
+
+
+# keys that decide the network's tensors: a checkpoint fits a config only where these agree
+MODEL_KEYS = (
+    "backbone", "backbone_out_indices", "backbone_use_head", "backbone_kwargs", "use_fpn",
+    "extras_in_channels", "extras_out_channels", "extras_strides", "extras_ratio", "num_addition_layers",
+    "num_classes", "num_default", "feature_size",
+)
+
+
+def describe_model(cfg: Config) -> str:
+    """One line naming what a config builds: backbone, neck, input size, classes."""
+    neck = "FPN" if cfg.use_fpn else "SSD extras"
+    if cfg.classes is None:
+        classes = "classes from the data"
+    else:
+        names = list(cfg.classes[1:])
+        shown = ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
+        classes = f"{len(names)} classes ({shown})"
+    return f"{cfg.backbone} + {neck}, {cfg.image_size[0]}x{cfg.image_size[1]}, {classes}"
+
 
 CHOICES = {
     "image_resize": ("antialias", "legacy"),
@@ -294,8 +326,20 @@ def _validated(cfg: Config, source: str = "config") -> Config:
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             fail(f"{key} must be one of {allowed}, got {getattr(cfg, key)!r}")
-    if len(cfg.classes) != cfg.num_classes:
-        fail(f"classes has {len(cfg.classes)} names but num_classes is {cfg.num_classes}")
+    if cfg.classes is not None:
+        if cfg.num_classes is None:
+            cfg = dataclasses.replace(cfg, num_classes=len(cfg.classes))
+        if len(cfg.classes) != cfg.num_classes:
+            fail(f"classes has {len(cfg.classes)} names but num_classes is {cfg.num_classes}")
+        if len(set(cfg.classes)) != len(cfg.classes):
+            fail("classes names a class twice")
+    if cfg.num_classes is not None and cfg.num_classes < 2:
+        fail(f"num_classes must be at least 2 (background and one class), got {cfg.num_classes}")
+    if cfg.backbone_pretrained and cfg.backbone_ckpt_path:
+        fail("backbone_pretrained and backbone_ckpt_path both give backbone weights: set one")
+    for key in ("train_split", "val_split"):
+        if not getattr(cfg, key) or "/" in getattr(cfg, key):
+            fail(f"{key} must be a split folder name, got {getattr(cfg, key)!r}")
     levels = len(cfg.feature_size)
     for key in ("steps", "num_default"):
         if len(getattr(cfg, key)) != levels:

@@ -21,7 +21,8 @@ the exporter translates into that one ONNX node.
 
 Both layouts carry metadata (``ssdzoo.layout``, ``image_size``, ``mean``, ``std``, ``classes``,
 ``num_classes``, ``min_score``, ``nms_threshold``, ``max_boxes``) that ``Predictor`` checks
-against the config it is given.
+against the config it is given, and the whole resolved config (``ssdzoo.config``), which
+``ssdzoo predict`` uses when no config is given.
 """
 
 from __future__ import annotations
@@ -181,6 +182,7 @@ def export_onnx(model: "Detector", cfg: "Config", path: str | Path, *, nms: bool
         "ssdzoo.max_boxes": str(cfg.max_boxes),
         "ssdzoo.nms_plus_one": json.dumps(cfg.nms_plus_one),
         "ssdzoo.image_resize": cfg.image_resize,
+        "ssdzoo.config": json.dumps(cfg.to_dict()),  # the whole resolved config: predict needs no recipe
     })
     with atomic_path(path) as tmp:
         program.save(tmp, external_data=False)

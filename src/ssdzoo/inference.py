@@ -23,6 +23,7 @@ from PIL import Image
 from torch import Tensor
 
 from .anchors import default_boxes
+from .data.images import ImageFileError, read_rgb
 from .data.transforms import normalize, resize_image
 from .postprocess import Detections, select_detections
 from .targets import decode
@@ -41,7 +42,8 @@ class ImageReadError(ValueError):
 def load_image(source: ImageInput) -> np.ndarray:
     """A file path, PIL image or uint8 array -> (H, W, 3) uint8 RGB array.
 
-    Grayscale, palette and RGBA images become 3-channel RGB, as the seed does.
+    Grayscale, palette and RGBA images become 3-channel RGB, as the seed does; a file is read
+    as a viewer shows it (its EXIF orientation applied).
     """
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8:
@@ -54,10 +56,9 @@ def load_image(source: ImageInput) -> np.ndarray:
     if isinstance(source, Image.Image):
         return np.array(source.convert("RGB"))
     try:
-        with Image.open(source) as image:
-            return np.array(image.convert("RGB"))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageReadError(f"{source}: not a readable image ({err})") from err
+        return read_rgb(source)  # as a viewer shows it: EXIF orientation applied
+    except ImageFileError as err:
+        raise ImageReadError(f"{source}: not a readable image ({err.reason})") from err
 
 
 def preprocess(images: Sequence[ImageInput], cfg: "Config") -> tuple[Tensor, Tensor]:

@@ -1,4 +1,4 @@
-"""Detections drawn on their image: a box per detection, labelled "class score", one colour per class."""
+"""Boxes drawn on their image: detections labelled "class score", ground truth "class"; one colour per class."""
 
 from __future__ import annotations
 
@@ -39,18 +39,37 @@ def draw_detections(image: Image.Image | np.ndarray, detections: Detections, cla
     for i in sorted(range(len(scores)), key=scores.__getitem__):
         if scores[i] <= min_score:
             continue
-        colour = class_colour(labels[i])
-        x1, y1, x2, y2 = boxes[i]
-        draw.rectangle((x1, y1, x2, y2), outline=colour, width=width)
         name = class_names[labels[i]] if 0 <= labels[i] < len(class_names) else str(labels[i])
-        text = f"{name} {scores[i]:.2f}"
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        text_w, text_h = right - left, bottom - top
-        # the label sits above the box, or inside its top edge when the box touches the top
-        text_y = y1 - text_h - 2 * width if y1 - text_h - 2 * width >= 0 else y1
-        draw.rectangle((x1, text_y, x1 + text_w + 2 * width, text_y + text_h + 2 * width), fill=colour)
-        draw.text((x1 + width - left, text_y + width - top), text, fill=_text_colour(colour), font=font)
+        _labelled_box(draw, boxes[i], f"{name} {scores[i]:.2f}", class_colour(labels[i]), width, font)
     return canvas
+
+
+def draw_boxes(image: Image.Image | np.ndarray, boxes_xyxy: Sequence[Sequence[float]], labels: Sequence[int],
+               class_names: Sequence[str], *, line_width: int | None = None) -> Image.Image:
+    """A new RGB image with labelled boxes (ground truth: class names, no scores) drawn on it;
+    the colours are ``draw_detections``'s."""
+    canvas = (Image.fromarray(image) if isinstance(image, np.ndarray) else image).convert("RGB")
+    draw = ImageDraw.Draw(canvas)
+    size = max(canvas.size)
+    width = line_width or max(1, round(size / 320))
+    font = ImageFont.load_default(size=max(10, round(size / 45)))
+    for box, label in zip(boxes_xyxy, labels):
+        label = int(label)
+        name = class_names[label] if 0 <= label < len(class_names) else str(label)
+        _labelled_box(draw, [float(v) for v in box], name, class_colour(label), width, font)
+    return canvas
+
+
+def _labelled_box(draw: ImageDraw.ImageDraw, box: Sequence[float], text: str, colour: tuple[int, int, int],
+                  width: int, font) -> None:
+    x1, y1, x2, y2 = box
+    draw.rectangle((x1, y1, x2, y2), outline=colour, width=width)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    text_w, text_h = right - left, bottom - top
+    # the label sits above the box, or inside its top edge when the box touches the top
+    text_y = y1 - text_h - 2 * width if y1 - text_h - 2 * width >= 0 else y1
+    draw.rectangle((x1, text_y, x1 + text_w + 2 * width, text_y + text_h + 2 * width), fill=colour)
+    draw.text((x1 + width - left, text_y + width - top), text, fill=_text_colour(colour), font=font)
 
 
 def _text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:

@@ -10,17 +10,41 @@ def config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
 
+def optional_config_args(p: argparse.ArgumentParser) -> None:
+    """CONFIG may be left out where --checkpoint holds the config it was trained with."""
+    p.add_argument("config", nargs="?", help="a YAML recipe, or a name in configs/ (default: the config "
+                                             "saved in --checkpoint)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
-def load_config_for_weights(config: str, overrides, weights):
+
+def split_config(args: argparse.Namespace) -> tuple:
+    """(CONFIG or None, overrides): a leading ``key=value`` is an override, not a config."""
+    from ..checkpoint_config import split_config_argument
+
+    return split_config_argument(args.config, args.overrides, rest_are_overrides=True)
+
+
+def load_config_for_weights(config, overrides, weights):
     """The config to run ``weights`` with: for a TensorFlow OD API file, the recipe with the
     file's layers and numerics, then ``overrides`` (``ssdzoo.convert.tensorflow_config``); else
-    ``load_config(config, overrides)``."""
+    the config given (checked against the one saved in an ssdzoo checkpoint or exported graph),
+    or without one the saved config (``ssdzoo.checkpoint_config``)."""
+    from ..checkpoint_config import config_for_weights
     from ..config import load_config
     from ..convert import is_tensorflow_file, tensorflow_config
 
     if weights is None or not is_tensorflow_file(weights):
-        return load_config(config, overrides)
+        return config_for_weights(config, overrides, weights)
+    if config is None:
+        raise ValueError(f"{weights}: a TensorFlow file carries no ssdzoo config: name the recipe whose "
+                         "training and evaluation settings to keep (its layers come from the file)")
     cfg = tensorflow_config(load_config(config), weights, overrides)
     print(f"{weights}: a TensorFlow OD API model; using its layers and numerics "
           f"({cfg.num_classes - 1} class(es), {cfg.image_size[0]}x{cfg.image_size[1]} input)")
     return cfg
+
+
+def weights_config(args: argparse.Namespace, weights):
+    """The config of a command that loads ``weights``: CONFIG if given, else the checkpoint's."""
+    config, overrides = split_config(args)
+    return load_config_for_weights(config, overrides, weights)

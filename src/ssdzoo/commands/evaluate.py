@@ -1,34 +1,58 @@
-"""`ssdzoo eval`: COCO mAP of a checkpoint on the config's val split."""
+"""`ssdzoo eval`: COCO mAP (overall and per class, with PR curves) of a checkpoint on the val split."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from .common import config_args, load_config_for_weights
+from .common import optional_config_args, weights_config
 
-HELP = "COCO mAP of a checkpoint on the config's val split"
+HELP = "COCO mAP (overall and per class, with PR curves) of a checkpoint on the val split"
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import load_dataset
+    from ..data import load_dataset, resolve_classes
     from ..engine.distributed import DistInfo, resolve_device
-    from ..engine.evaluate import evaluate, format_table, write_metrics_json
+    from ..engine.evaluate import evaluate_report, format_per_class, format_table, write_metrics_json
+    from ..engine.pr_plot import plot_pr_curves
     from ..model import build_model
 
-    cfg = load_config_for_weights(args.config, args.overrides, args.checkpoint)
+    cfg = resolve_classes(weights_config(args, args.checkpoint))
     device = resolve_device(cfg.device, DistInfo())
     model = build_model(cfg, weights=args.checkpoint).to(device)
-    stats = evaluate(model, load_dataset(cfg.data_dir, cfg, train=False), cfg, device=device,
-                     progress=sys.stderr.isatty())
+    dataset = load_dataset(cfg.data_dir, cfg, train=False, split=args.split)
+    report = evaluate_report(model, dataset, cfg, device=device, progress=sys.stderr.isatty(),
+                             voc=args.metric == "voc")
+    stats = report.coco.stats
     print(format_table(stats))
+    print()
+    print(format_per_class(report.coco.per_class, report.voc.per_class if report.voc else None))
+    if report.voc is not None:
+        print(f"\nVOC mAP at IoU 0.5 ({len(dataset)} images, difficult ignored): "
+              f"{_number(report.voc.map07)} (VOC2007, 11 points), {_number(report.voc.map10)} (VOC2010+, area)")
     if args.json:
-        write_metrics_json(stats, args.json, config=args.config, checkpoint=str(args.checkpoint))
+        write_metrics_json(stats, args.json, config=args.config or f"saved in {args.checkpoint}",
+                           checkpoint=str(args.checkpoint), data=dataset.source, **report.to_json())
+    pr_plot = args.pr_plot or (Path(args.json).with_name(f"{Path(args.json).stem}_pr.png") if args.json else None)
+    if pr_plot:
+        print(f"precision-recall curves per class: {plot_pr_curves(report.coco, pr_plot)}")
     return 0
 
 
+def _number(value) -> str:
+    return f"{value:.4f}" if value is not None else "-"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    config_args(p)
+    optional_config_args(p)
     p.add_argument("--checkpoint", required=True, help="ssdzoo checkpoint, safetensors, MindSpore .ckpt or "
                                                        "TensorFlow OD API graph (.pb) / checkpoint")
-    p.add_argument("--json", metavar="FILE", help="write the COCO numbers (AP, AP50, ... in 0..1) here")
+    p.add_argument("--json", metavar="FILE", help="write the COCO numbers (AP, AP50, ... in 0..1) and "
+                                                  "per_class {name: {AP, AP50}} here")
+    p.add_argument("--pr-plot", metavar="FILE.png",
+                   help="precision-recall curves per class (default with --json: FILE_pr.png beside it)")
+    p.add_argument("--metric", choices=("coco", "voc"), default="coco",
+                   help="voc: also VOC's mAP at IoU 0.5, by the VOC2007 11-point and the VOC2010+ area "
+                        "rules (difficult objects ignored)")
+    p.add_argument("--split", help="the split to score (default: the config's val_split)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import config_args, load_config_for_weights
+from .common import load_config_for_weights, optional_config_args, split_config
 
 HELP = "export to ONNX (optionally with NMS), checked against PyTorch with onnxruntime"
 
@@ -17,10 +17,11 @@ def run(args: argparse.Namespace) -> int:
     from ..model import build_model
     from ..predict import collect_images
 
-    weights = args.checkpoint or load_config(args.config, args.overrides).ckpt_path
+    config, overrides = split_config(args)
+    weights = args.checkpoint or (load_config(config, overrides).ckpt_path if config else None)
     if not weights:
         raise ValueError("no weights: pass --checkpoint (or set ckpt_path in the config)")
-    cfg = load_config_for_weights(args.config, args.overrides, weights)
+    cfg = load_config_for_weights(config, overrides, weights)
     if not str(args.out).endswith(".onnx"):
         raise ValueError(f"--out {args.out}: expected a file name ending in .onnx")
     model = build_model(cfg, weights=weights).eval()
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    config_args(p)
+    optional_config_args(p)
     p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors), MindSpore .ckpt or "
                                         "TensorFlow OD API graph (.pb) / checkpoint (default: the config's ckpt_path)")
     p.add_argument("--out", required=True, help="the .onnx file to write")

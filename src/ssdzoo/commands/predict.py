@@ -10,14 +10,18 @@ HELP = "draw detections on images and write them as COCO results JSON"
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..checkpoint_config import split_config_argument
     from ..config import load_config
     from ..inference import Predictor
     from ..predict import read_category_ids, run_predict
 
-    weights = args.checkpoint or load_config(args.config, args.set).ckpt_path
+    config, args.images = split_config_argument(args.config, args.images, rest_are_overrides=False)
+    if not args.images:
+        raise ValueError("no images given: ssdzoo predict [CONFIG] IMAGES... --checkpoint FILE --out DIR")
+    weights = args.checkpoint or (load_config(config, args.set).ckpt_path if config else None)
     if not weights:
         raise ValueError("no weights: pass --checkpoint (or set ckpt_path in the config)")
-    cfg = load_config_for_weights(args.config, args.set, weights)
+    cfg = load_config_for_weights(config, args.set, weights)
     predictor = Predictor.from_weights(cfg, weights, device=args.device, min_score=args.score)
     category_ids = read_category_ids(args.category_ids, cfg) if args.category_ids else None
     summary = run_predict(predictor, args.images, args.out, category_ids=category_ids, batch_size=args.batch)
@@ -30,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="a YAML recipe, or a name in configs/ (ssd_mobilenetv2, demo, ...)")
-    p.add_argument("images", nargs="+", metavar="IMAGES", help="image files or folders of images")
+    p.add_argument("config", nargs="?", metavar="CONFIG",
+                   help="a YAML recipe, or a name in configs/ (default: the config saved in --checkpoint)")
+    p.add_argument("images", nargs="*", metavar="IMAGES", help="image files or folders of images")
     p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors), MindSpore .ckpt, TensorFlow "
                                         "OD API graph (.pb) or checkpoint, or an .onnx file from "
                                         "`ssdzoo export` (default: ckpt_path)")

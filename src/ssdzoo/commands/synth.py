@@ -1,25 +1,28 @@
-"""`ssdzoo synth`: write the synthetic shapes dataset (COCO layout, JPEG files)."""
+"""`ssdzoo synth`: write the synthetic shapes dataset (JPEG files; COCO, VOC or YOLO layout)."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "write the synthetic shapes dataset (COCO layout, JPEG files)"
+HELP = "write the synthetic shapes dataset (JPEG files; COCO, VOC or YOLO layout)"
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data.synthetic import make_synthetic_coco
 
     summary = make_synthetic_coco(args.out, seed=args.seed, num_train=args.train, num_val=args.val,
-                                  workers=args.workers, overwrite=args.overwrite)
+                                  workers=args.workers, layout=args.layout, overwrite=args.overwrite)
     for split, s in summary.items():
         print(f"{split}: {s['images']} images, {s['boxes']} boxes ({s['small_boxes']} small) "
-              f"-> {args.out}/{split}")
+              f"({args.layout}) -> {args.out}")
     return 0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("out", help="output folder (COCO layout)")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--layout", choices=("coco", "voc", "yolo"), default="coco",
+                   help="COCO (annotations/, train2017/, val2017/), Pascal VOC (Annotations/, JPEGImages/, "
+                        "ImageSets/Main/) or YOLO (data.yaml, images/, labels/); default: coco")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train", type=int, default=3000, help="training images")
     p.add_argument("--val", type=int, default=300, help="validation images")

@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = cfg.replace(ckpt_save_dir=folder)
     main = DistInfo.from_env().is_main
     try:
-        summary = train(cfg, resume=args.resume, epochs=args.epochs, overwrite=args.overwrite)
+        summary = train(cfg, resume=args.resume, epochs=args.epochs, overwrite=args.overwrite,
+                        weights=args.weights)
     except TrainingInterrupted as stop:
         if main:
             print(f"ssdzoo train: {stop}", file=sys.stderr)
@@ -48,4 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "given), or 'auto': from ckpt_save_dir's latest checkpoint if there is one, else start")
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in a ckpt_save_dir that holds another run (its files are removed)")
+    p.add_argument("--weights", metavar="FILE",
+                   help="start a new run from a full model (ssdzoo checkpoint, safetensors, the seed's .ckpt, "
+                        "a converted TF model) trained on other classes: what fits loads, new class layers start afresh")
     p.add_argument("--epochs", type=int, metavar="N", help="stop after N epochs of this run (resume later)")

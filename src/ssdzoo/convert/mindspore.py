@@ -201,3 +201,14 @@ def convert_checkpoint(path: str | Path, cfg: "Config", out: str | Path, model: 
         save_file({k: v.contiguous() for k, v in conversion.state.items()}, str(tmp),
                   metadata={"source": path.name, "kind": kind, "backbone": cfg.backbone})
     return conversion
+
+
+def mindspore_state_by_name(path: str | Path, model: "Detector", cfg: "Config") -> dict[str, Tensor]:
+    """The seed's SSD .ckpt under ssdzoo's names, without requiring it to fill ``model``
+    exactly (fine-tuning on other classes takes what fits)."""
+    ckpt = read_mindspore_checkpoint(path)
+    if not is_ssd_checkpoint(ckpt):
+        raise ValueError(f"{path} holds a backbone only: give it as backbone_ckpt_path, not as a full model")
+    conversion = _ssd_part(ckpt, model.state_dict(), cfg, str(path))
+    log_dropped(str(path), conversion.dropped)
+    return conversion.state

@@ -1,20 +1,24 @@
-"""Data: COCO -> packed dataset, the seed's augmentation, the loader, the synthetic demo set.
+"""Data: any labelled dataset -> packed dataset, the seed's augmentation, the loader, the demo set.
 
     prepare_coco(src, out) -> OUT/{split}/ packed shards + index + manifest + summary.json
+    prepare_coco_export(json, out, split=...), prepare_voc(root, out), prepare_yolo(data_yaml, out): same
     load_dataset(path, cfg, train) -> DetectionDataset of Sample
+    resolve_classes(cfg) -> cfg with classes: null filled from the training split
     make_loader(dataset, cfg, train=...) -> DataLoader of Batch (collate pads boxes with label 0)
     make_synthetic_coco(out, seed=...) -> a COCO-format folder of shapes on textures
 """
 
-from .coco import DetectionIndex, read_coco_json
-from .dataset import (Batch, DetectionDataset, RankSampler, Sample, SampleKey, collate, load_dataset,
-                      make_loader)
+from .coco import read_coco_json
+from .dataset import (Batch, DetectionDataset, RankSampler, Sample, SampleKey, collate, dataset_class_names,
+                      load_dataset, make_loader, resolve_classes)
+from .index import DetectionIndex, SourceSplit
 from .packed import PackedFormatError, PackedSplit, verify_packed
-from .prepare import prepare_coco
+from .prepare import prepare_coco, prepare_coco_export, prepare_voc, prepare_yolo
 from .synthetic import SHAPES, make_synthetic_coco
 
 __all__ = [
     "Batch", "DetectionDataset", "DetectionIndex", "PackedFormatError", "PackedSplit", "RankSampler",
-    "SHAPES", "Sample", "SampleKey", "collate", "load_dataset", "make_loader", "make_synthetic_coco",
-    "prepare_coco", "read_coco_json", "verify_packed",
+    "SHAPES", "Sample", "SampleKey", "SourceSplit", "collate", "dataset_class_names", "load_dataset",
+    "make_loader", "make_synthetic_coco", "prepare_coco", "prepare_coco_export", "prepare_voc",
+    "prepare_yolo", "read_coco_json", "resolve_classes", "verify_packed",
 ]

@@ -1,10 +1,11 @@
 """The detection dataset, its collate and its loader: what training and evaluation iterate.
 
-``load_dataset(path, cfg, train)`` reads a packed dataset (``ssdzoo prepare``) or a raw COCO
-folder in place; both give the same items. Training items carry the seed's augmentation,
-evaluation items are resized and normalized only. The loader does not encode targets: ssdzoo
-encodes whole batches on the training device (``ssdzoo.encode(batch.boxes_xyxy, batch.labels,
-anchors, cfg)``).
+``load_dataset(path, cfg, train)`` reads split ``cfg.train_split`` or ``cfg.val_split`` of a
+packed dataset (``ssdzoo prepare``) or of a raw COCO folder in place; both give the same items.
+``resolve_classes(cfg)`` fills ``classes: null`` from the training split's categories. Training
+items carry the seed's augmentation, evaluation items are resized and normalized only. The
+loader does not encode targets: ssdzoo encodes whole batches on the training device
+(``ssdzoo.encode(batch.boxes_xyxy, batch.labels, anchors, cfg)``).
 
 Reproducibility: the augmentation of item ``i`` in epoch ``e`` comes from a generator seeded
 with (seed, e, i), and the sampler hands (i, e, seed) to the dataset. It depends neither on
@@ -32,10 +33,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
-from .coco import (DetectionIndex, IndexBuilder, annotation_path, candidate_images, check_size,
-                   is_training_split, read_coco_json, summary_counts)
+from .coco import annotation_path, is_training_split, read_coco_json, resolve_image
 from .images import ImageFileError, probe_image_file
-from .packed import PackedSplit, is_packed_split
+from .index import DetectionIndex, IndexBuilder, candidate_images, check_size, summary_counts
+from .packed import PackedSplit, is_packed_split, manifest_categories
 from .transforms import eval_transform, train_transform
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TRAIN_SPLIT, EVAL_SPLIT = "train2017", "val2017"
+TRAIN_SPLIT, EVAL_SPLIT = "train2017", "val2017"  # the defaults of cfg.train_split / cfg.val_split
 
 
 class Sample(NamedTuple):
@@ -93,7 +94,7 @@ class _FolderImages:
         self.images_dir, self.file_names = images_dir, index.file_names
 
     def read(self, i: int) -> bytes:
-        return (self.images_dir / self.file_names[i].as_py()).read_bytes()
+        return resolve_image(self.images_dir, self.file_names[i].as_py()).read_bytes()
 
 
 class DetectionDataset(Dataset):
@@ -165,15 +166,31 @@ class DetectionDataset(Dataset):
         )
 
 
-def load_dataset(path: Optional[str | Path], cfg: "Config", train: bool) -> DetectionDataset:
-    """A packed root (split train2017 for ``train``, val2017 otherwise), a packed split folder,
-    or a raw COCO root (annotations/instances_{split}.json + {split}/ images, read in place with
-    the same rules as ``prepare``). ``path`` None or "" means ``cfg.data_dir``."""
+def load_dataset(path: Optional[str | Path], cfg: "Config", train: bool, *,
+                 split: Optional[str] = None) -> DetectionDataset:
+    """Split ``split`` (default: ``cfg.train_split`` for ``train``, else ``cfg.val_split``) of a
+    packed root, a packed split folder, or a raw COCO root (annotations/instances_{split}.json +
+    {split}/ images, read in place with the same rules as ``prepare``). ``path`` None or "" means
+    ``cfg.data_dir``. The dataset's class names must be the config's (unless classes is null).
+
+    A packed split folder given for another split is used as it is, with a warning, unless the
+    split asked for lies beside it (``data_dir=packed/train2017``: evaluation reads
+    ``packed/{val_split}``).
+    """
     path = Path(path or cfg.data_dir)
-    split = TRAIN_SPLIT if train else EVAL_SPLIT
+    split = split or (cfg.train_split if train else cfg.val_split)
     if is_packed_split(path):
         packed = PackedSplit(path)
-        dataset = DetectionDataset(packed.index, packed, cfg, train=train, source=str(path),
+        if packed.split != split and is_packed_split(path.parent / split):
+            log.info("%s is split %s; %s reads split %s beside it: %s", path, packed.split,
+                     "training" if train else "evaluation", split, path.parent / split)
+            packed = PackedSplit(path.parent / split)
+        elif packed.split != split:
+            log.warning("WARNING: %s is the single split %r and %s uses it in place of %r: %s", path, packed.split,
+                        "training" if train else "evaluation", split,
+                        "scores on the images a model trained on say little about new ones; point data_dir at "
+                        "the folder that holds both splits" if not train else "set train_split to silence this")
+        dataset = DetectionDataset(packed.index, packed, cfg, train=train, source=str(packed.folder),
                                    skipped=packed.summary.get("skipped", ()), summary=packed.summary)
     elif is_packed_split(path / split):
         packed = PackedSplit(path / split)
@@ -182,34 +199,70 @@ def load_dataset(path: Optional[str | Path], cfg: "Config", train: bool) -> Dete
     elif annotation_path(path, split).is_file():
         dataset = _raw_dataset(path, split, cfg, train=train)
     else:
-        raise FileNotFoundError(
-            f"{path}: no dataset for split {split}: expected a packed split ({path / 'manifest.json'} "
-            f"or {path / split / 'manifest.json'}) or a COCO folder ({annotation_path(path, split)})")
+        raise FileNotFoundError(_no_split_message(path, split))
     _check_categories(dataset, cfg)
     return dataset
+
+
+def _no_split_message(path: Path, split: str) -> str:
+    found = sorted(p.parent.name for p in path.glob("*/manifest.json")) if path.is_dir() else []
+    hint = f" (found packed splits: {', '.join(found)}; set train_split / val_split)" if found else ""
+    return (f"{path}: no dataset for split {split}: expected a packed split ({path / 'manifest.json'} "
+            f"or {path / split / 'manifest.json'}) or a COCO folder ({annotation_path(path, split)}){hint}")
+
+
+def dataset_class_names(path: str | Path, split: str) -> tuple[str, ...]:
+    """Class names (label order) of split ``split`` at ``path``, as ``load_dataset`` would find it,
+    read from the manifest (packed) or the json (raw COCO) alone."""
+    path = Path(path)
+    for folder in (path / split, path):
+        if is_packed_split(folder):
+            return tuple(c["name"] for c in manifest_categories(folder))
+    if annotation_path(path, split).is_file():
+        return tuple(c["name"] for c in read_coco_json(annotation_path(path, split), path / split).categories)
+    raise FileNotFoundError(_no_split_message(path, split))
+
+
+def resolve_classes(cfg: "Config", data_dir: Optional[str | Path] = None) -> "Config":
+    """``cfg`` with ``classes: null`` filled from the categories of its training split under
+    ``data_dir`` (default ``cfg.data_dir``); a num_classes that disagrees is an error."""
+    if cfg.classes is not None:
+        return cfg
+    data_dir = data_dir or cfg.data_dir
+    if not data_dir:
+        raise ValueError("classes is null (take them from the data) but data_dir is empty: set data_dir, "
+                         "or list the classes in the config")
+    names = dataset_class_names(data_dir, cfg.train_split)
+    if cfg.num_classes is not None and cfg.num_classes != len(names) + 1:
+        raise ValueError(f"{data_dir} ({cfg.train_split}) has {len(names)} categories but the config has "
+                         f"num_classes {cfg.num_classes} (background + {cfg.num_classes - 1}); set num_classes: null")
+    log.info("classes from %s (%s): %s", data_dir, cfg.train_split, ", ".join(names))
+    return cfg.replace(classes=("background", *names), num_classes=len(names) + 1)
 
 
 def _raw_dataset(root: Path, split: str, cfg: "Config", *, train: bool) -> DetectionDataset:
     """Index a raw COCO split in place: prepare's rules, with a header check of each file
     (about 60 us a file with a warm cache; threads only add GIL contention to it)."""
-    coco = read_coco_json(annotation_path(root, split))
-    candidates, early_drops = candidate_images(coco, drop_crowd_images=not is_training_split(split))
     images_dir = root / split
+    source = read_coco_json(annotation_path(root, split), images_dir)
+    candidates, early_drops = candidate_images(source, drop_crowd_images=not is_training_split(split),
+                                               keep_background=False)
     skipped, ok_rows, sizes = [], [], []
     for row in np.flatnonzero(candidates).tolist():
-        name = coco.file_names[row]
+        name = source.file_names[row]
         try:
-            probed = probe_image_file(images_dir / name)
+            probed = probe_image_file(source.image_paths[row])
         except ImageFileError as err:
             skipped.append({"file": name, "reason": err.reason})
             continue
-        mismatch = check_size((int(coco.heights[row]), int(coco.widths[row])), (probed.height, probed.width))
+        mismatch = check_size((int(source.heights[row]), int(source.widths[row])), (probed.height, probed.width),
+                              probed.orientation)
         if mismatch:
             skipped.append({"file": name, "reason": mismatch})
             continue
         ok_rows.append(row)
         sizes.append((probed.height, probed.width))
-    builder = IndexBuilder(coco)
+    builder = IndexBuilder(source)
     sizes_array = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
     builder.add_many(np.asarray(ok_rows, dtype=np.int64), heights=sizes_array[:, 0], widths=sizes_array[:, 1])
     index = builder.finish()
@@ -217,20 +270,26 @@ def _raw_dataset(root: Path, split: str, cfg: "Config", *, train: bool) -> Detec
         log.warning("%s: skipped %d unreadable images (first: %s: %s)", images_dir, len(skipped),
                     skipped[0]["file"], skipped[0]["reason"])
     summary = {"split": split, "images": len(index), "boxes": int(len(index.labels)),
-               "skipped": skipped, **summary_counts(coco, early_drops, builder)}
+               "skipped": skipped, **summary_counts(source, early_drops, builder)}
     return DetectionDataset(index, _FolderImages(images_dir, index), cfg, train=train,
                             source=str(images_dir), skipped=skipped, summary=summary)
 
 
 def _check_categories(dataset: DetectionDataset, cfg: "Config") -> None:
+    """The dataset's classes must be the config's, in order (classes null: any)."""
+    if cfg.classes is None:
+        return
     names = [c["name"] for c in dataset.categories]
     if len(names) != cfg.num_classes - 1:
         raise ValueError(
             f"{dataset.source}: the dataset has {len(names)} categories but the config has "
-            f"num_classes {cfg.num_classes} (background + {cfg.num_classes - 1})")
+            f"num_classes {cfg.num_classes} (background + {cfg.num_classes - 1}); classes: null and "
+            "num_classes: null take them from the training split")
     if tuple(names) != tuple(cfg.classes[1:]):
-        log.warning("%s: category names %s differ from the config's classes %s (labels follow "
-                    "the dataset's ascending category ids)", dataset.source, names, list(cfg.classes[1:]))
+        raise ValueError(
+            f"{dataset.source}: the dataset's classes {names} are not the config's {list(cfg.classes[1:])} "
+            "(labels follow the dataset's ascending category ids); set classes: null and num_classes: null "
+            "to take them from the training split, or list the dataset's names in the config")
 
 
 def collate(samples: Sequence[Union[Sample, SkippedImage]]) -> Batch:

@@ -1,5 +1,11 @@
 """Image files: checked once when a dataset is indexed, decoded fast (reduced scale) when read.
 
+Every image is used as a viewer shows it: the EXIF orientation tag (phone photos stored sideways
+or upside down with a tag saying so) is applied here, where pixels are decoded, so ``prepare``,
+the raw-folder reader, ``predict`` and ``show`` all see upright images whose sizes and boxes
+refer to that view, as labelling tools do. ``prepare`` keeps an RGB file's own bytes (its tag
+included: ``decode`` turns it); an image it re-encodes is turned first.
+
 Two checks, one set of faults (missing, empty, not an image, truncated, undecodable):
 - ``read_image_file`` (used by ``prepare``) reads and decodes the whole file, and re-encodes
   grayscale, CMYK, palette and alpha images as RGB JPEG, so the packed data holds RGB only.
@@ -26,7 +32,14 @@ from PIL import Image
 from torch import Tensor
 
 # Formats PIL decodes in-process. EPS and similar plug-ins run external programs; never used.
-ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF")
+ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM")
+EXIF_ORIENTATION = 0x0112  # the EXIF tag; values 1 (upright) to 8
+# orientation -> the PIL transpose that shows the stored pixels as a viewer does (ImageOps.exif_transpose's)
+VIEW_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 # A JPEG ends with the EOI marker FF D9; an 0xFF byte inside entropy-coded data is always
 # followed by 0x00, so FF D9 near the end means the scan is complete. Some encoders pad after it.
 _JPEG_END, _PNG_END = b"\xff\xd9", b"IEND\xaeB`\x82"
@@ -45,10 +58,42 @@ class ImageFileError(Exception):
 class ImageFile(NamedTuple):
     """What prepare stores for one image."""
 
-    data: Optional[bytes]  # the file's own bytes, or an RGB JPEG re-encoding; None after a probe
-    height: int
+    data: Optional[bytes]  # the file's own bytes, or an upright RGB JPEG re-encoding; None after a probe
+    height: int  # as a viewer shows the image (EXIF orientation applied)
     width: int
     converted_from: Optional[str]  # the PIL mode that was converted to RGB, if any
+    orientation: int = 1  # the file's EXIF orientation (1: upright, or no tag)
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1..8) of an opened image; 1 without a tag or with a bad one."""
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # a damaged EXIF block: the pixels are still usable as stored
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def viewed_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    """(width, height) as shown: orientations 5-8 turn the image a quarter."""
+    return (size[1], size[0]) if orientation >= 5 else tuple(size)
+
+
+def upright(image: Image.Image, orientation: Optional[int] = None) -> Image.Image:
+    """``image`` as a viewer shows it (the same image if it is upright)."""
+    orientation = exif_orientation(image) if orientation is None else orientation
+    return image.transpose(VIEW_TRANSPOSE[orientation]) if orientation != 1 else image
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """An image file as a viewer shows it: (H, W, 3) uint8 RGB. Raises ImageFileError."""
+    data = _read_bytes(path)
+    try:
+        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+            orientation = exif_orientation(image)
+            return np.array(upright(image.convert("RGB"), orientation))
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... on bad data
+        raise ImageFileError(_decode_reason(err)) from None
 
 
 def read_image_file(path: str | os.PathLike) -> ImageFile:
@@ -58,15 +103,16 @@ def read_image_file(path: str | os.PathLike) -> ImageFile:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
-                width, height = image.size
+                orientation = exif_orientation(image)
+                width, height = viewed_size(image.size, orientation)
                 mode = image.mode
                 image.load()  # raises on truncated or corrupt data
                 if mode == "RGB":
-                    return ImageFile(data, height, width, None)
-                buffer = io.BytesIO()
-                image.convert("RGB").save(buffer, format="JPEG", quality=RGB_REENCODE_QUALITY,
-                                          subsampling=0)
-                return ImageFile(buffer.getvalue(), height, width, mode)
+                    return ImageFile(data, height, width, None, orientation)
+                buffer = io.BytesIO()  # the re-encoding has no EXIF: turn it upright first
+                upright(image.convert("RGB"), orientation).save(
+                    buffer, format="JPEG", quality=RGB_REENCODE_QUALITY, subsampling=0)
+                return ImageFile(buffer.getvalue(), height, width, mode, orientation)
         except ImageFileError:
             raise
         except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... on bad data
@@ -86,7 +132,8 @@ def probe_image_file(path: str | os.PathLike) -> ImageFile:
     try:
         with open(path, "rb") as f:
             with Image.open(f, formats=ALLOWED_FORMATS) as image:
-                width, height = image.size
+                orientation = exif_orientation(image)
+                width, height = viewed_size(image.size, orientation)
                 image_format, mode = image.format, image.mode
             f.seek(max(0, size - _TAIL_BYTES))
             tail = f.read()
@@ -95,7 +142,7 @@ def probe_image_file(path: str | os.PathLike) -> ImageFile:
     end_marker = {"JPEG": _JPEG_END, "PNG": _PNG_END}.get(image_format)
     if end_marker is not None and end_marker not in tail:
         raise ImageFileError("truncated file (no end marker)")
-    return ImageFile(None, height, width, None if mode == "RGB" else mode)
+    return ImageFile(None, height, width, None if mode == "RGB" else mode, orientation)
 
 
 def _read_bytes(path: str | os.PathLike) -> bytes:
@@ -152,13 +199,14 @@ def reduced_scale(crop_hw: tuple[int, int], size_hw: tuple[int, int]) -> int:
 
 def decode(data: bytes, *, crop: Optional[CropRect] = None,
            size_hw: Optional[tuple[int, int]] = None) -> Decoded:
-    """Decode ``crop`` of ``data`` (the whole image if None).
+    """Decode ``crop`` of ``data`` (the whole image if None), as a viewer shows the image.
 
     With ``size_hw`` (what the crop will be resized to), a JPEG is decoded at the largest DCT
     scale 1/s at which the crop is still at least ``size_hw`` (libjpeg-turbo's scaled IDCT, PIL
     draft mode): no detail the output can show is lost. The crop is then widened to multiples
-    of s so that it falls on whole decoded pixels; ``Decoded.crop`` is the widened crop. Data
-    that does not decode raises ImageFileError.
+    of s so that it falls on whole decoded pixels; ``Decoded.crop`` is the widened crop. The
+    crop and the result are in the upright image's pixels (EXIF orientation applied). Data that
+    does not decode raises ImageFileError.
     """
     try:
         return _decode(data, crop, size_hw)
@@ -168,14 +216,16 @@ def decode(data: bytes, *, crop: Optional[CropRect] = None,
 
 def _decode(data: bytes, crop: Optional[CropRect], size_hw: Optional[tuple[int, int]]) -> Decoded:
     image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    full_w, full_h = image.size
+    orientation = exif_orientation(image)
+    stored_w, stored_h = image.size
+    full_w, full_h = viewed_size(image.size, orientation)
     crop = crop or CropRect(0, 0, full_w, full_h)
     scale = 1
     if size_hw is not None and image.format == "JPEG":
         scale = reduced_scale((crop.y1 - crop.y0, crop.x1 - crop.x0), size_hw)
     if scale > 1:
-        drafted = image.draft("RGB", (full_w // scale, full_h // scale))
-        if drafted is None or round(full_w / drafted[1][2]) != scale:  # not a plain JPEG
+        drafted = image.draft("RGB", (stored_w // scale, stored_h // scale))
+        if drafted is None or round(stored_w / drafted[1][2]) != scale:  # not a plain JPEG
             scale = 1
         else:
             crop = CropRect(crop.x0 // scale * scale, crop.y0 // scale * scale,
@@ -185,5 +235,25 @@ def _decode(data: bytes, crop: Optional[CropRect], size_hw: Optional[tuple[int, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch: the array is read-only; we only read
         pixels = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)  # (3, h, w) view of PIL bytes
+    pixels = orient(pixels, orientation)
     region = pixels[:, crop.y0 // scale:-(-crop.y1 // scale), crop.x0 // scale:-(-crop.x1 // scale)]
     return Decoded(region, crop, scale)
+
+
+def orient(pixels: Tensor, orientation: int) -> Tensor:
+    """(3, h, w) stored pixels -> as a viewer shows them (VIEW_TRANSPOSE's turns, in torch)."""
+    if orientation == 2:
+        return pixels.flip(-1)
+    if orientation == 3:
+        return pixels.flip(-2, -1)
+    if orientation == 4:
+        return pixels.flip(-2)
+    if orientation == 5:
+        return pixels.transpose(1, 2)
+    if orientation == 6:
+        return torch.rot90(pixels, -1, (1, 2))  # a quarter turn clockwise
+    if orientation == 7:
+        return pixels.transpose(1, 2).flip(-2, -1)
+    if orientation == 8:
+        return torch.rot90(pixels, 1, (1, 2))  # a quarter turn anticlockwise
+    return pixels

@@ -10,7 +10,7 @@ One split folder (``OUT/train2017``) holds:
                                number of boxes, number of ground-truth annotations
     index-boxes.arrow          per training box: boxes_xyxy (4 x float32, pixels), label
     index-annotations.arrow    per ground-truth annotation: id, category_id, bbox (4 x float64),
-                               area, iscrowd (as in the source json, for COCO evaluation)
+                               area, iscrowd, difficult (as in the source, for evaluation)
 
 Why Arrow IPC files: they are memory-mapped and read without a copy or a decode step, so
 reading image ``i`` costs one lookup in its shard (a Parquet page must be decompressed and
@@ -36,11 +36,12 @@ import numpy as np
 import pyarrow as pa
 
 from ..atomic import WriteError, atomic_path, commit, temporary_path, write_json
-from .coco import DetectionIndex
 from .images import ImageFileError, decode
+from .index import DetectionIndex
 
 FORMAT = "ssdzoo.packed"
-VERSION = 1
+VERSION = 2  # 2 added the annotations' difficult column (VOC); version 1 folders still read
+READABLE_VERSIONS = (1, 2)
 MANIFEST, SUMMARY = "manifest.json", "summary.json"
 ROWS_PER_BATCH = 64
 SHARD_NAME = "images-{:05d}.arrow"
@@ -54,7 +55,7 @@ IMAGES_SCHEMA = pa.schema([
 BOXES_SCHEMA = pa.schema([("boxes_xyxy", pa.list_(pa.float32(), 4)), ("label", pa.int64())])
 ANNOTATIONS_SCHEMA = pa.schema([
     ("id", pa.int64()), ("category_id", pa.int64()), ("bbox_xywh", pa.list_(pa.float64(), 4)),
-    ("area", pa.float64()), ("iscrowd", pa.int64()),
+    ("area", pa.float64()), ("iscrowd", pa.int64()), ("difficult", pa.int8()),
 ])
 TABLES = {"images": "index-images.arrow", "boxes": "index-boxes.arrow",
           "annotations": "index-annotations.arrow"}
@@ -174,7 +175,7 @@ def write_index(folder: Path, index: DetectionIndex, shard: np.ndarray, row: np.
     annotations = pa.record_batch([
         pa.array(index.ann_ids), pa.array(index.ann_category_ids),
         _fixed_list(index.ann_bbox_xywh.astype(np.float64), pa.float64()),
-        pa.array(index.ann_area), pa.array(index.ann_iscrowd),
+        pa.array(index.ann_area), pa.array(index.ann_iscrowd), pa.array(index.difficult().astype(np.int8)),
     ], schema=ANNOTATIONS_SCHEMA)
     entries = {}
     for name, batch in (("images", images), ("boxes", boxes), ("annotations", annotations)):
@@ -218,7 +219,7 @@ class PackedSplit:
             self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise PackedFormatError(f"{manifest_path}: not valid JSON ({err})") from None
-        if self.manifest.get("format") != FORMAT or self.manifest.get("version") != VERSION:
+        if self.manifest.get("format") != FORMAT or self.manifest.get("version") not in READABLE_VERSIONS:
             raise PackedFormatError(
                 f"{manifest_path}: expected format {FORMAT} version {VERSION}, got "
                 f"{self.manifest.get('format')} version {self.manifest.get('version')}")
@@ -266,6 +267,7 @@ class PackedSplit:
             ann_bbox_xywh=_numpy(anns, "bbox_xywh").reshape(-1, 4),
             ann_area=_numpy(anns, "area"),
             ann_iscrowd=_numpy(anns, "iscrowd"),
+            ann_difficult=_difficult(anns),
         )
         return index, _numpy(images, "shard"), _numpy(images, "row")
 
@@ -298,6 +300,14 @@ def _array(table: pa.Table, name: str) -> pa.Array:
     if column.num_chunks == 1:
         return column.chunk(0)
     return column.combine_chunks() if column.num_chunks else pa.array([], column.type)
+
+
+def _difficult(annotations: pa.Table) -> Optional[np.ndarray]:
+    """The difficult flags (int64), or None where there are none (version 1 has no column)."""
+    if "difficult" not in annotations.column_names:
+        return None
+    flags = _numpy(annotations, "difficult").astype(np.int64)
+    return flags if flags.any() else None
 
 
 def _numpy(table: pa.Table, name: str) -> np.ndarray:
@@ -345,3 +355,13 @@ def _undecodable_images(split: PackedSplit, shard: int, path: Path) -> list[str]
 
 def is_packed_split(folder: str | Path) -> bool:
     return (Path(folder) / MANIFEST).is_file()
+
+
+def manifest_categories(folder: str | Path) -> list[dict]:
+    """The categories of a packed split, from its manifest alone (no index read)."""
+    path = Path(folder) / MANIFEST
+    try:
+        categories = json.loads(path.read_text(encoding="utf-8"))["categories"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise PackedFormatError(f"{path}: no readable categories ({err})") from None
+    return categories

@@ -2,6 +2,9 @@
 
 ``make_synthetic_coco(out, seed=...)`` writes out/annotations/instances_{train,val}2017.json and
 out/{train,val}2017/*.jpg (real JPEG files), so the demo runs the same code as COCO does.
+``layout="voc"`` writes the same images and boxes as a Pascal VOC folder (Annotations/,
+JPEGImages/, ImageSets/Main/{train,val}.txt) and ``layout="yolo"`` as an ultralytics dataset
+(data.yaml, images/{train,val}/, labels/{train,val}/), to try ``ssdzoo prepare voc`` / ``yolo``.
 Every image is a pure function of (seed, split, image number): the output is the same for any
 number of workers.
 
@@ -50,33 +53,40 @@ class SynthSpec:
     jpeg_quality: tuple[int, int] = (80, 95)
 
 
+LAYOUTS = ("coco", "voc", "yolo")
+
+
 def make_synthetic_coco(
     out: str | Path, *, seed: int = 0, num_train: int = 3000, num_val: int = 300,
     spec: SynthSpec = SynthSpec(), workers: int = 1, progress: Optional[bool] = None,
-    overwrite: bool = False,
+    overwrite: bool = False, layout: str = "coco",
 ) -> dict:
-    """Write the synthetic COCO folder ``out``; return counts per split.
+    """Write the synthetic dataset ``out`` in ``layout`` (coco, voc or yolo); return counts per split.
 
     An existing non-empty ``out`` is an error unless ``overwrite``, which replaces it whole. The
     folder is built beside ``out`` and moved into place when complete.
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     out = Path(out)
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not empty: pass --overwrite to replace it whole, "
                               "or choose another folder")
     with atomic_folder(out) as staging:
-        return _write_synthetic_coco(staging, seed=seed, num_train=num_train, num_val=num_val, spec=spec,
-                                     workers=workers, progress=progress)
+        return _write_synthetic(staging, seed=seed, num_train=num_train, num_val=num_val, spec=spec,
+                                workers=workers, progress=progress, layout=layout)
 
 
-def _write_synthetic_coco(out: Path, *, seed: int, num_train: int, num_val: int, spec: SynthSpec,
-                          workers: int, progress: Optional[bool]) -> dict:
-    (out / "annotations").mkdir()
+def _write_synthetic(out: Path, *, seed: int, num_train: int, num_val: int, spec: SynthSpec,
+                     workers: int, progress: Optional[bool], layout: str) -> dict:
+    if layout == "coco":
+        (out / "annotations").mkdir()
     summary = {}
     for split, count in (("train2017", num_train), ("val2017", num_val)):
         start = time.perf_counter()
-        (out / split).mkdir(exist_ok=True)
-        jobs = [(seed, split, i, spec, str(out / split)) for i in range(count)]
+        folder = _image_folder(out, split, layout)
+        folder.mkdir(parents=True, exist_ok=True)
+        jobs = [(seed, split, i, spec, str(folder)) for i in range(count)]
         bar = tqdm(total=count, desc=f"synth {split}", unit="img",
                    disable=None if progress is None else not progress)
         results = []
@@ -91,7 +101,12 @@ def _write_synthetic_coco(out: Path, *, seed: int, num_train: int, num_val: int,
                 bar.update()
         bar.close()
         coco = _coco_json(results)
-        write_json(out / "annotations" / f"instances_{split}.json", coco, indent=None)
+        if layout == "coco":
+            write_json(out / "annotations" / f"instances_{split}.json", coco, indent=None)
+        elif layout == "voc":
+            _write_voc(out, split, coco)
+        else:
+            _write_yolo(out, split, coco)
         sizes = np.array([math.sqrt(a["bbox"][2] * a["bbox"][3]) for a in coco["annotations"]])
         summary[split] = {
             "images": count, "boxes": len(coco["annotations"]),
@@ -101,6 +116,53 @@ def _write_synthetic_coco(out: Path, *, seed: int, num_train: int, num_val: int,
             "seconds": round(time.perf_counter() - start, 2),
         }
     return summary
+
+
+def _short(split: str) -> str:
+    return split.removesuffix("2017")  # VOC and YOLO name their splits train, val
+
+
+def _image_folder(out: Path, split: str, layout: str) -> Path:
+    return {"coco": out / split, "voc": out / "JPEGImages", "yolo": out / "images" / _short(split)}[layout]
+
+
+def _write_voc(out: Path, split: str, coco: dict) -> None:
+    """Annotations/{stem}.xml per image (corners 1-based, inclusive: xmin = x + 1, xmax = x + w,
+    rounded to whole pixels) and ImageSets/Main/{split}.txt."""
+    by_image: dict[int, list[dict]] = {}
+    for ann in coco["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    stems = []
+    for image in coco["images"]:
+        stem = Path(image["file_name"]).stem
+        stems.append(stem)
+        objects = "".join(
+            "<object><name>{}</name><difficult>0</difficult><bndbox><xmin>{}</xmin><ymin>{}</ymin>"
+            "<xmax>{}</xmax><ymax>{}</ymax></bndbox></object>".format(
+                SHAPES[a["category_id"] - 1], round(a["bbox"][0]) + 1, round(a["bbox"][1]) + 1,
+                round(a["bbox"][0] + a["bbox"][2]), round(a["bbox"][1] + a["bbox"][3]))
+            for a in by_image.get(image["id"], []))
+        xml = (f"<annotation><filename>{image['file_name']}</filename><size><width>{image['width']}</width>"
+               f"<height>{image['height']}</height><depth>3</depth></size>{objects}</annotation>\n")
+        write_bytes(out / "Annotations" / f"{stem}.xml", xml.encode("utf-8"), durable=False)
+    write_bytes(out / "ImageSets" / "Main" / f"{_short(split)}.txt", "".join(f"{s}\n" for s in stems).encode())
+
+
+def _write_yolo(out: Path, split: str, coco: dict) -> None:
+    """labels/{split}/{stem}.txt per image (class cx cy w h, normalized) and data.yaml."""
+    by_image: dict[int, list[dict]] = {}
+    for ann in coco["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    for image in coco["images"]:
+        w, h = image["width"], image["height"]
+        lines = "".join(
+            f"{a['category_id'] - 1} {(a['bbox'][0] + a['bbox'][2] / 2) / w:.6f} "
+            f"{(a['bbox'][1] + a['bbox'][3] / 2) / h:.6f} {a['bbox'][2] / w:.6f} {a['bbox'][3] / h:.6f}\n"
+            for a in by_image.get(image["id"], []))
+        write_bytes(out / "labels" / _short(split) / f"{Path(image['file_name']).stem}.txt", lines.encode(),
+                    durable=False)
+    names = "".join(f"  {k}: {name}\n" for k, name in enumerate(SHAPES))
+    write_bytes(out / "data.yaml", f"path: .\ntrain: images/train\nval: images/val\nnames:\n{names}".encode())
 
 
 def _write_image(job: tuple) -> tuple[dict, list[dict]]:

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from ..anchors import default_boxes
 from ..atomic import WriteError, write_bytes
 from ..config import Config, config_from_dict
+from ..finetune import load_for_finetuning
 from ..loss import ssd_loss
 from ..model import build_model
 from ..schedule import lr_schedule
@@ -82,19 +83,29 @@ class EpochTally:
 
 
 def train(cfg: Config, *, resume: Optional[str | Path] = None, epochs: Optional[int] = None,
-          progress_bar: Optional[bool] = None, overwrite: bool = False) -> dict:
+          progress_bar: Optional[bool] = None, overwrite: bool = False,
+          weights: Optional[str | Path] = None) -> dict:
     """Train ``cfg`` on ``cfg.data_dir``; checkpoints and records go to ``cfg.ckpt_save_dir``.
 
     ``resume``: a checkpoint to continue exactly (mid-epoch included), or "auto" for the latest
     one in ``ckpt_save_dir`` if there is one. A new run refuses a ``ckpt_save_dir`` that holds
-    another run's checkpoints unless ``overwrite`` (which removes them first). ``epochs`` stops
-    this call after that many epochs (the schedule still spans ``epoch_size``; resume later to go
-    on). Under torchrun each process trains on its own part of the data with DDP. Returns a
-    summary (epochs, checkpoint paths, best and last validation metrics), the same on every rank.
+    another run's checkpoints unless ``overwrite`` (which removes them first). ``weights`` starts
+    a new run from a full model trained on other classes (``finetune``); with ``resume="auto"``
+    it is used only when there is no checkpoint to continue. ``classes: null`` takes the training
+    split's. ``epochs`` stops this call after that many epochs (the schedule still spans
+    ``epoch_size``; resume later to go on). Under torchrun each process trains on its own part of
+    the data with DDP. Returns a summary (epochs, checkpoint paths, best and last validation
+    metrics), the same on every rank.
 
     Raises ``TrainingInterrupted`` after SIGTERM or Ctrl-C (a checkpoint at that step is saved),
     ``RunFolderError``, ``WriteError``, ``NonFiniteLossError`` or ``UnreadableImagesError``.
     """
+    if resume not in (None, "auto") and weights:
+        raise ValueError("--resume continues a run, --weights starts a new one from a model: give one of them "
+                         "(with --resume auto, --weights is used only when there is nothing to continue)")
+    from ..data import resolve_classes
+
+    cfg = resolve_classes(cfg)
     info = DistInfo.from_env()
     device = resolve_device(cfg.device, info)
     group = init_process_group(info, device)
@@ -102,7 +113,9 @@ def train(cfg: Config, *, resume: Optional[str | Path] = None, epochs: Optional[
         log.warning(restart_hazard())
     try:
         plan = _agreed_plan(RunFolder(cfg.ckpt_save_dir), resume, overwrite, info, group)
-        return _Run(cfg, info, device, group, progress_bar).fit(plan, epochs)
+        fresh = not plan.resume
+        return _Run(cfg, info, device, group, progress_bar, weights=weights if fresh else None,
+                    init_backbone=fresh).fit(plan, epochs)
     finally:
         if info.enabled:
             torch.distributed.destroy_process_group()
@@ -193,7 +206,8 @@ class TrainStep:
 class _Run:
     """One training run's state; ``fit`` is the loop."""
 
-    def __init__(self, cfg: Config, info: DistInfo, device: torch.device, group, progress_bar: Optional[bool]):
+    def __init__(self, cfg: Config, info: DistInfo, device: torch.device, group, progress_bar: Optional[bool], *,
+                 weights: Optional[str | Path] = None, init_backbone: bool = True):
         from ..data import load_dataset, make_loader
 
         self.cfg, self.info, self.device, self.group = cfg, info, device, group
@@ -204,7 +218,10 @@ class _Run:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest convs
 
-        model = build_model(cfg).to(device)
+        model = build_model(cfg, init_backbone=init_backbone and not weights)
+        if weights:
+            load_for_finetuning(model, weights, cfg)
+        model = model.to(device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if info.enabled and cfg.sync_bn:

@@ -18,12 +18,13 @@ class TimmBackbone(nn.Module):
 
     With ``use_head`` the last map is taken after the model's own head conv (timm's
     ``forward_features`` output), as the seed's MobileNetV2 takes its 1280-channel conv.
+    ``pretrained`` asks timm for the published weights (see ``create_timm_model``).
     """
 
     def __init__(self, name: str, out_indices: tuple[int, ...], *, use_head: bool = False,
-                 **timm_kwargs):
+                 pretrained: bool = False, **timm_kwargs):
         super().__init__()
-        model = timm.create_model(name, pretrained=False, num_classes=0, **timm_kwargs)
+        model = create_timm_model(name, pretrained=pretrained, **timm_kwargs)
         if not hasattr(model, "forward_intermediates"):
             raise ValueError(f"timm model {name!r} has no forward_intermediates(); "
                              "choose a backbone that returns feature maps")
@@ -65,6 +66,29 @@ class TimmBackbone(nn.Module):
                                                     intermediates_only=True)
         final, maps = self.model.forward_intermediates(images, indices=self.out_indices)
         return maps[:-1] + [final]
+
+
+def create_timm_model(name: str, *, pretrained: bool = False, **timm_kwargs) -> nn.Module:
+    """timm's ``name`` without its classifier. ``pretrained`` loads timm's published weights:
+    from the Hugging Face hub cache (a download, unless ``HF_HUB_OFFLINE=1``), or from a local
+    file with ``pretrained_cfg_overlay={"file": ...}`` in ``timm_kwargs``; a failure is one
+    clear error."""
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, num_classes=0, **timm_kwargs)
+    if not timm.is_model(name):
+        raise ValueError(f"backbone {name!r} is not a timm model")
+    try:
+        return timm.create_model(name, pretrained=True, num_classes=0, **timm_kwargs)
+    except Exception as err:  # hub, network, cache and file errors all land here
+        import os
+
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        where = ("HF_HUB_OFFLINE is set, so only an already cached copy can be used" if offline else
+                 "they are downloaded from the Hugging Face hub once, then read from its cache")
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"backbone_pretrained: timm could not load the published weights of {name!r} "
+                         f"({type(err).__name__}: {text}); {where}. Set backbone_ckpt_path to a local "
+                         "weights file instead, or backbone_pretrained: false") from err
 
 
 def move_stride_to_1x1(model: nn.Module) -> list[str]:

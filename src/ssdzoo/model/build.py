@@ -18,17 +18,23 @@ if TYPE_CHECKING:
     from ..config import Config
 
 
-def build_model(cfg: "Config", weights: Optional[str | Path] = None) -> Detector:
+def build_model(cfg: "Config", weights: Optional[str | Path] = None, *, init_backbone: bool = True) -> Detector:
     """The detector described by ``cfg``, checked against the config's anchor layout.
 
-    Weights: ``cfg.backbone_ckpt_path`` (a timm state dict, safetensors or MindCV .ckpt) fills
-    the backbone; ``weights`` (an ssdzoo checkpoint, safetensors file, the seed's MindSpore
-    .ckpt, or a TensorFlow OD API graph or checkpoint: then ``cfg`` should be
-    ``ssdzoo.convert.tensorflow_config``'s, for TF's numerics) fills the whole model. Nothing
-    is downloaded.
+    Weights: ``cfg.backbone_ckpt_path`` (a timm state dict, safetensors or MindCV .ckpt) or
+    ``cfg.backbone_pretrained`` (timm's published weights, the only download, and only when
+    asked) fill the backbone; ``weights`` (an ssdzoo checkpoint, safetensors file, the seed's
+    MindSpore .ckpt, or a TensorFlow OD API graph or checkpoint: then ``cfg`` should be
+    ``ssdzoo.convert.tensorflow_config``'s, for TF's numerics) fills the whole model, and then
+    the backbone's own weights are not read (nor with ``init_backbone=False``, for a caller
+    that fills the model itself).
     """
+    if cfg.num_classes is None or cfg.classes is None:
+        raise ValueError("classes is null (from the data): resolve it first (ssdzoo.data.resolve_classes(cfg), "
+                         "as train does), or list the classes in the config")
+    init_backbone = init_backbone and not weights
     backbone = TimmBackbone(cfg.backbone, cfg.backbone_out_indices, use_head=cfg.backbone_use_head,
-                            **cfg.backbone_kwargs)
+                            pretrained=init_backbone and cfg.backbone_pretrained, **cfg.backbone_kwargs)
     backbone.adapt(same_padding=cfg.backbone_same_padding, bn_eps=cfg.backbone_bn_eps,
                    stride_in_1x1=cfg.resnet_stride_in_1x1)
     num_levels = len(cfg.feature_size)
@@ -62,7 +68,7 @@ def build_model(cfg: "Config", weights: Optional[str | Path] = None) -> Detector
     check_anchor_layout(cfg, feature_sizes(cfg, backbone.strides))
 
     model = Detector(backbone, neck, head)
-    if cfg.backbone_ckpt_path:
+    if cfg.backbone_ckpt_path and init_backbone:
         load_backbone_weights(model, cfg.backbone_ckpt_path, cfg)
     if weights:
         load_model_weights(model, weights, cfg)

@@ -1,0 +1,131 @@
+"""`ssdzoo show`: a grid of dataset samples with their boxes and class names, to check labels.
+
+    show_samples("data/voc_packed", "samples.png", split="train", count=16)
+
+Each cell is one image as the loader reads it: upright (EXIF orientation applied) with its
+training boxes, or with ``augment`` the training pipeline's output at the config's input size
+(random IoU crop, resize, flip, colour jitter) with the boxes that survive it. Samples are
+drawn at random (``seed``) from the split, shown in index order; a background image shows no
+box. The picture is written atomically as PNG.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple, Optional
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from .atomic import atomic_path
+from .visualize import draw_boxes
+
+if TYPE_CHECKING:
+    from .config import Config
+
+CAPTION_HEIGHT = 16
+
+
+class ShowResult(NamedTuple):
+    path: Path
+    split: str  # the folder the samples came from
+    indices: list[int]  # dataset positions drawn
+    boxes: int  # boxes drawn
+
+
+def default_split(data: str | Path, cfg: "Config") -> Optional[str]:
+    """What ``show`` draws without --split: DATA itself if it is one split, else the config's
+    train_split if present, else a packed split whose name starts with "train", else the first."""
+    from .data.packed import is_packed_split
+
+    data = Path(data)
+    if is_packed_split(data):
+        return None
+    found = sorted(p.parent.name for p in data.glob("*/manifest.json"))
+    if cfg.train_split in found or not found:
+        return cfg.train_split
+    return next((s for s in found if s.startswith("train")), found[0])
+
+
+def show_samples(data: str | Path, out: str | Path, *, cfg: Optional["Config"] = None, split: Optional[str] = None,
+                 augment: bool = False, count: int = 16, seed: int = 0, cell: int = 256,
+                 columns: Optional[int] = None) -> ShowResult:
+    """Draw ``count`` samples of ``split`` (see ``default_split``) of ``data`` into ``out``."""
+    from .config import config_from_dict
+    from .data import load_dataset
+    from .data.dataset import SampleKey
+    from .data.images import decode
+
+    if count < 1:
+        raise ValueError(f"-n must be at least 1, got {count}")
+    cfg = cfg or config_from_dict({"classes": None, "num_classes": None})
+    split = split or default_split(data, cfg)
+    dataset = load_dataset(data, cfg, train=augment, split=split)
+    if len(dataset) == 0:
+        raise ValueError(f"{dataset.source}: no images to show")
+    names = ["background", *(c["name"] for c in dataset.categories)]
+    rng = np.random.default_rng(seed)
+    indices = sorted(rng.choice(len(dataset), size=min(count, len(dataset)), replace=False).tolist())
+    cells, total = [], 0
+    for i in indices:
+        if augment:
+            sample = dataset[SampleKey(i, 0, seed)]
+            pixels = _denormalized(sample.image, cfg)
+            h, w = pixels.shape[:2]
+            boxes = (sample.boxes_xyxy.numpy() * np.array([w, h, w, h], np.float32)).tolist()
+            labels = sample.labels.tolist()
+        else:
+            pixels = decode(dataset.images.read(i)).image.permute(1, 2, 0).numpy()
+            boxes_xyxy, label_array = dataset.index.boxes_of(i)
+            boxes, labels = boxes_xyxy.tolist(), label_array.tolist()
+        total += len(labels)
+        image = Image.fromarray(np.ascontiguousarray(pixels))
+        scale = cell / max(image.size)
+        if scale != 1:  # draw at the cell's size, so that lines and labels have one size in the grid
+            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                                 Image.Resampling.BILINEAR)
+            boxes = [[v * scale for v in box] for box in boxes]
+        boxes_text = "1 box" if len(labels) == 1 else f"{len(labels)} boxes"
+        caption = f"{Path(dataset.index.file_names[i].as_py()).name} ({boxes_text})"
+        cells.append((draw_boxes(image, boxes, labels, names), caption))
+    path = _save_grid(cells, out, cell=cell, columns=columns)
+    return ShowResult(path, dataset.source, indices, total)
+
+
+def _denormalized(image: torch.Tensor, cfg: "Config") -> np.ndarray:
+    """(3, H, W) normalized float -> (H, W, 3) uint8."""
+    mean = torch.tensor(cfg.mean)[:, None, None]
+    std = torch.tensor(cfg.std)[:, None, None]
+    pixels = ((image * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return pixels.permute(1, 2, 0).numpy()
+
+
+def _fitted(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """``text``, shortened at the front with "..." until it is at most ``width`` pixels wide."""
+    shown = text
+    while len(shown) > 4 and draw.textlength(shown, font=font) > width:
+        text = text[1:]
+        shown = "..." + text
+    return shown
+
+
+def _save_grid(cells: list[tuple[Image.Image, str]], out: str | Path, *, cell: int, columns: Optional[int]) -> Path:
+    columns = columns or min(len(cells), max(4, math.ceil(math.sqrt(len(cells)))))
+    rows = math.ceil(len(cells) / columns)
+    pad = 4
+    grid = Image.new("RGB", (columns * (cell + pad) + pad, rows * (cell + CAPTION_HEIGHT + pad) + pad), (32, 32, 32))
+    draw = ImageDraw.Draw(grid)
+    font = ImageFont.load_default(size=11)
+    for k, (image, caption) in enumerate(cells):
+        x = pad + (k % columns) * (cell + pad)
+        y = pad + (k // columns) * (cell + CAPTION_HEIGHT + pad)
+        grid.paste(image, (x + (cell - image.width) // 2, y + (cell - image.height) // 2))
+        draw.text((x + 2, y + cell + 2), _fitted(draw, caption, font, cell - 4), fill=(230, 230, 230), font=font)
+    path = Path(out)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"--out {out}: expected a .png file name")
+    with atomic_path(path) as tmp:
+        grid.save(tmp, format="PNG", optimize=True)
+    return path

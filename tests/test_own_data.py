@@ -1,0 +1,112 @@
+"""Your own data, end to end with the tiny recipe: a VOC and a YOLO folder -> prepare -> train with
+classes from the data -> eval per class with PR curves and VOC's metric -> show; and a checkpoint
+that knows its model (eval, predict without a config; export: test_export)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from PIL import Image
+from tiny import TINY_CONFIG
+
+from ssdzoo.cli import main
+from ssdzoo.config import load_config
+from ssdzoo.data import load_dataset
+from ssdzoo.data.synthetic import SynthSpec, make_synthetic_coco
+from ssdzoo.engine.checkpoint import load_checkpoint
+
+SMALL = SynthSpec(min_side=64, max_side=96, min_object=12.0)
+
+
+@pytest.fixture(scope="module", params=["voc", "yolo"])
+def own_run(request, tmp_path_factory):
+    """The shapes written as a VOC or YOLO folder, packed with `ssdzoo prepare`, trained one
+    epoch with classes: null."""
+    layout = request.param
+    root = tmp_path_factory.mktemp(layout)
+    make_synthetic_coco(root / "raw", seed=4, num_train=16, num_val=8, progress=False, spec=SMALL, layout=layout)
+    source = [str(root / "raw")] if layout == "voc" else [str(root / "raw" / "data.yaml")]
+    assert main(["prepare", layout, *source, str(root / "packed"), "--workers", "1"]) == 0
+    assert main(["train", str(TINY_CONFIG), f"data_dir={root / 'packed'}", "classes=null", "num_classes=null",
+                 "train_split=train", "val_split=val", f"ckpt_save_dir={root / 'run'}", "epoch_size=1",
+                 "eval_while_train=true", "eval_start_epoch=1"]) == 0
+    return root
+
+
+def test_classes_come_from_the_data_and_go_into_the_checkpoint(own_run):
+    ckpt = load_checkpoint(own_run / "run" / "last.pt")
+    assert ckpt["config"]["classes"] == ["background", "circle", "square", "triangle"]
+    assert ckpt["config"]["num_classes"] == 4
+    assert load_config(own_run / "run" / "config.yaml").classes == ("background", "circle", "square", "triangle")
+
+
+def test_eval_per_class_pr_curves_and_voc_metric(own_run, capsys):
+    report = own_run / "metrics.json"
+    assert main(["eval", "--checkpoint", str(own_run / "run" / "last.pt"), f"data_dir={own_run / 'packed'}",
+                 "--metric", "voc", "--json", str(report)]) == 0  # no config: the checkpoint's
+    out = capsys.readouterr().out
+    assert "Average Precision  (AP) @[ IoU=0.50:0.95" in out and "VOC mAP at IoU 0.5 (8 images" in out
+    rows = [line.split()[0] for line in out.splitlines() if line.startswith((" circle", " square", " triangle"))]
+    assert rows == ["circle", "square", "triangle"]
+    metrics = json.loads(report.read_text())
+    assert list(metrics["per_class"]) == ["circle", "square", "triangle"]
+    for row in metrics["per_class"].values():
+        assert set(row) == {"AP", "AP50", "voc07_AP50", "voc10_AP50"}
+        assert all(v is None or 0.0 <= v <= 1.0 for v in row.values())
+    assert 0.0 <= metrics["voc07_mAP50"] <= 1.0 and 0.0 <= metrics["voc10_mAP50"] <= 1.0
+    assert metrics["data"].endswith("val")
+    with Image.open(own_run / "metrics_pr.png") as plot:
+        assert plot.format == "PNG"
+
+
+# what does not depend on the layout runs on the VOC run only (the same fixture instance)
+voc_only = pytest.mark.parametrize("own_run", ["voc"], indirect=True)
+
+
+@voc_only
+def test_show_draws_the_labels(own_run, capsys):
+    out = own_run / "show.png"
+    assert main(["show", str(own_run / "packed"), "--out", str(out), "-n", "4", "--cell", "96"]) == 0
+    assert capsys.readouterr().out.startswith(f"4 samples of {own_run / 'packed' / 'train'} (as stored)")
+    with Image.open(out) as image:
+        assert image.size == (4 * 100 + 4, 96 + 16 + 4 + 4)  # 4 columns
+    assert main(["show", str(own_run / "packed" / "val"), "--out", str(out), "--augment", "-n", "30",
+                 "--config", str(TINY_CONFIG)]) == 0
+    assert "8 samples of" in capsys.readouterr().out  # all the split has
+
+
+@voc_only
+def test_predict_from_the_checkpoint_alone(own_run, capsys, tmp_path):
+    ckpt = own_run / "run" / "last.pt"
+    images = sorted((own_run / "raw").rglob("*.jpg"))[:2]
+    assert main(["predict", "--checkpoint", str(ckpt), *map(str, images), "--out", str(tmp_path / "p")]) == 0
+    assert json.loads((tmp_path / "p" / "detections.json").read_text()) is not None
+    capsys.readouterr()
+    assert main(["predict", "ssd_mobilenetv2", "--checkpoint", str(ckpt), str(images[0]), "--out",
+                 str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "was trained as test_efficientnet + SSD extras, 64x64, 3 classes " \
+        "(circle, square, triangle); the config ssd_mobilenetv2 builds mobilenetv2_100" in err
+    assert "missing" not in err
+    # a recipe with classes from the data takes the checkpoint's
+    assert main(["predict", str(TINY_CONFIG), "--set", "classes=null", "--set", "num_classes=null",
+                 "--checkpoint", str(ckpt), str(images[0]), "--out", str(tmp_path / "r")]) == 0
+
+
+@voc_only
+def test_class_names_that_differ_are_an_error_and_one_split_is_said_loudly(own_run, caplog):
+    named = load_config(TINY_CONFIG, ["classes=[background,cat,dog,bird]", f"data_dir={own_run / 'packed'}",
+                                      "train_split=train", "val_split=val"])
+    with pytest.raises(ValueError, match=r"classes \['circle', 'square', 'triangle'\] are not the config's "
+                                         r"\['cat', 'dog', 'bird'\].*classes: null"):
+        load_dataset(None, named, True)
+    cfg = load_config(TINY_CONFIG, ["train_split=train", "val_split=val"])
+    with caplog.at_level(logging.INFO):
+        dataset = load_dataset(own_run / "packed" / "train", cfg, False)  # val beside it: that one
+    assert dataset.source.endswith("val") and "reads split val beside it" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        dataset = load_dataset(own_run / "packed" / "train", cfg.replace(val_split="test"), False)
+    assert dataset.source.endswith("train") and "WARNING" in caplog.text and "in place of 'test'" in caplog.text
