@@ -173,3 +173,50 @@ def quantize_onnx(float_path: str | Path, out_path: str | Path, calibration: Cal
     with atomic_path(out_path) as tmp_path:
         onnx.save(model, str(tmp_path))
     return out_path
+
+
+class Int8Check(NamedTuple):
+    """int8 against float32, both in onnxruntime, on the same preprocessed images."""
+
+    images: int
+    max_prob_diff: Optional[float]  # plain graphs; None for --nms graphs
+    min_score: float
+    float_detections: int  # float32 detections scoring >= min_score
+    found: int  # of those, int8 detections of the same label and image with IoU >= iou
+    iou: float
+
+
+def check_int8(int8_path: str | Path, float_path: str | Path, cfg: "Config", calibration: Calibration, *,
+               count: int = 16, min_score: float = 0.5, iou: float = 0.5) -> Int8Check:
+    """Run the first ``count`` images of ``calibration`` through both graphs and compare."""
+    from .inference import Predictor
+
+    images, image_hw = calibration.images[:count], calibration.image_hw[:count]
+    float_predictor = Predictor.from_weights(cfg, float_path)
+    int8_predictor = Predictor.from_weights(cfg, int8_path)
+    prob_diff = None
+    if not float_predictor.network.has_nms:
+        _, probs_float = float_predictor.network(images)
+        _, probs_int8 = int8_predictor.network(images)
+        prob_diff = float((probs_float - probs_int8).abs().max())
+    reference = float_predictor.predict_batch(images, image_hw)
+    found, total = matched_detections(reference, int8_predictor.predict_batch(images, image_hw),
+                                      min_score=min_score, iou=iou)
+    return Int8Check(len(images), prob_diff, min_score, total, found, iou)
+
+
+def matched_detections(reference, other, *, min_score: float, iou: float) -> tuple[int, int]:
+    """(reference detections scoring >= min_score that ``other`` also has: same image and label,
+    IoU >= iou, any score; how many reference detections score >= min_score)."""
+    from torchvision.ops import box_iou
+
+    found = total = 0
+    for ref, oth in zip(reference, other):
+        keep = ref.scores >= min_score
+        total += int(keep.sum())
+        if not keep.any() or len(oth.scores) == 0:
+            continue
+        overlaps = box_iou(ref.boxes[keep].double(), oth.boxes.double())  # (R, O)
+        same_label = ref.labels[keep][:, None] == oth.labels[None, :]
+        found += int(((overlaps >= iou) & same_label).any(dim=1).sum())
+    return found, total

@@ -14,14 +14,20 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..data import load_dataset
     from ..engine.distributed import DistInfo, resolve_device
-    from ..engine.evaluate import evaluate, format_table, write_metrics_json
+    from ..engine.evaluate import evaluate, evaluate_predictor, format_table, write_metrics_json
     from ..model import build_model
 
     cfg = load_config(args.config, args.overrides)
     device = resolve_device(cfg.device, DistInfo())
-    model = build_model(cfg, weights=args.checkpoint).to(device)
-    stats = evaluate(model, load_dataset(cfg.data_dir, cfg, train=False), cfg, device=device,
-                     progress=sys.stderr.isatty())
+    dataset = load_dataset(cfg.data_dir, cfg, train=False)
+    if str(args.checkpoint).endswith(".onnx"):  # an `ssdzoo export` graph, float or int8, in onnxruntime
+        from ..inference import Predictor
+
+        predictor = Predictor.from_weights(cfg, args.checkpoint, device=str(device))
+        stats = evaluate_predictor(predictor, dataset, cfg, progress=sys.stderr.isatty())
+    else:
+        model = build_model(cfg, weights=args.checkpoint).to(device)
+        stats = evaluate(model, dataset, cfg, device=device, progress=sys.stderr.isatty())
     print(format_table(stats))
     if args.json:
         write_metrics_json(stats, args.json, config=args.config, checkpoint=str(args.checkpoint))
@@ -30,5 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     config_args(p)
-    p.add_argument("--checkpoint", required=True, help="ssdzoo checkpoint, safetensors or MindSpore .ckpt")
+    p.add_argument("--checkpoint", required=True,
+                   help="ssdzoo checkpoint, safetensors, MindSpore .ckpt, or an .onnx file from `ssdzoo export` "
+                        "(float or int8, run by onnxruntime)")
     p.add_argument("--json", metavar="FILE", help="write the COCO numbers (AP, AP50, ... in 0..1) here")

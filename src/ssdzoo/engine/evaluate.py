@@ -106,3 +106,16 @@ def evaluate(model: torch.nn.Module, dataset, cfg: "Config", *, device: torch.de
     detections, image_ids = detect(model, loader, cfg, device, progress)
     category_ids = [c["id"] for c in dataset.categories]
     return coco_stats(dataset.coco_ground_truth(), coco_results(detections, image_ids, category_ids), image_ids)
+
+
+def evaluate_predictor(predictor, dataset, cfg: "Config", *, progress: bool = True) -> dict[str, float]:
+    """COCO mAP of an ``ssdzoo.inference.Predictor`` (e.g. an .onnx graph, float or int8, in
+    onnxruntime) on an eval dataset, through the same loader and preprocessing as ``evaluate``."""
+    from ..data import make_loader
+
+    detections, image_ids = [], []
+    for batch in tqdm(make_loader(dataset, cfg, train=False), desc="eval", leave=False, disable=not progress):
+        detections += predictor.predict_batch(batch.images, batch.image_hw)
+        image_ids += batch.image_ids.tolist()
+    category_ids = [c["id"] for c in dataset.categories]
+    return coco_stats(dataset.coco_ground_truth(), coco_results(detections, image_ids, category_ids), image_ids)
