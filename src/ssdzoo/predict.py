@@ -4,8 +4,10 @@ Inputs are files or folders (a folder means every image and video file under it,
 included, hidden names left out). A file that can't be read is reported and skipped.
 
     decode + resize   ``workers`` loader processes, a few batches ahead of the network
-    network + NMS     the main process, ``batch_size`` images at a time (``Predictor``)
-    draw + save       a thread beside the network (PIL encodes without holding the GIL)
+    network + NMS     the main process, ``batch_size`` images at a time (``Predictor``); on the
+                      CPU with at most (cores - workers) torch threads, so that the network's
+                      threads don't wait for descheduled ones
+    draw + save       ``workers`` more processes (a thread with ``workers`` 0) beside the network
     results           one line per input appended to detections.jsonl as each batch is done
                       (``predict_stream``), detections.json (COCO results) written at the end
 
@@ -20,8 +22,10 @@ PIL writes it (JPEG, PNG, BMP, WebP, TIFF; PNG otherwise; videos as MP4, see ``v
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import logging
+import multiprocessing
 import os
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence
@@ -35,6 +39,7 @@ from tqdm import tqdm
 from .atomic import atomic_path, write_json
 from .engine.evaluate import coco_results
 from .inference import ImageReadError, Predictor, load_image, preprocess
+from .postprocess import Detections
 from .predict_stream import JSONL_NAME, RUN_NAME, ResultStream, read_lines
 from .visualize import draw_detections
 
@@ -269,7 +274,7 @@ def _predict_images(predictor: Predictor, todo: list[InputFile], ids: dict[str, 
     count = 0
     pending: list[tuple[list, list[dict]]] = []  # (save futures, the lines to write once saved)
     bar = tqdm(total=len(todo), unit="img", desc="predict", disable=None if progress is None else not progress)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as drawer:
+    with _drawers(workers) as drawer, _network_threads(predictor, workers):
         for items in loader:
             lines, futures = [], []
             ok = [item for item in items if item.error is None]
@@ -286,7 +291,8 @@ def _predict_images(predictor: Predictor, todo: list[InputFile], ids: dict[str, 
                     file = todo[item.index]
                     lines.append(_image_line(file, ids[file.name], item.image_hw, dets, category_ids))
                     if draw:
-                        futures.append(drawer.submit(_draw_and_save, item.original.numpy(), dets, classes,
+                        futures.append(drawer.submit(_draw_and_save, item.original.numpy(),
+                                                     Detections(*(t.numpy() for t in dets)), classes,
                                                      draw_score, out_dir / file.name))
                         written.append(out_dir / file.name)
                 count += len(ok)
@@ -298,6 +304,28 @@ def _predict_images(predictor: Predictor, todo: list[InputFile], ids: dict[str, 
             _finish(pending.pop(0), stream)
     bar.close()
     return count
+
+
+def _drawers(workers: int) -> concurrent.futures.Executor:
+    """Where pictures are drawn and saved: ``workers`` processes, or a thread for 0. Forked
+    (where the platform can) so that they start at once; they use PIL and numpy only."""
+    if workers == 0:
+        return concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+
+
+@contextlib.contextmanager
+def _network_threads(predictor: Predictor, workers: int):
+    """At most (cores - workers) torch threads for a CPU network while workers run (restored)."""
+    before = torch.get_num_threads()
+    on_cpu = predictor.device.type == "cpu" and not hasattr(predictor.network, "session")
+    if workers and on_cpu:
+        torch.set_num_threads(min(before, max(1, (os.cpu_count() or 1) - workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _finish(batch: tuple[list, list[dict]], stream: ResultStream) -> None:
