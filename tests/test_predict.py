@@ -118,7 +118,7 @@ def test_nothing_readable_is_an_error_with_the_reason(inputs, tmp_path, capsys):
     notes.write_text("shopping list")
     out = tmp_path / "out"
     code = main(["predict", str(TINY_CONFIG), "--checkpoint", str(checkpoint), str(notes), "--out", str(out)])
-    assert code != 0
+    assert code == 2
     err = capsys.readouterr().err
     assert "no input could be read" in err and "notes.txt" in err and "not a readable image" in err
     assert not (out / "detections.json").exists()

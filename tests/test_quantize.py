@@ -67,11 +67,8 @@ def test_int8_graph_is_quantized_and_keeps_the_metadata(exported, model, cfg):
     weight_of = {n.output[0]: n.input[0] for n in int8_model.graph.node if n.op_type == "DequantizeLinear"}
     last_convs, post = graph_parts(int8_model)
     convs = [n for n in int8_model.graph.node if n.op_type == "Conv"]
-    head = {n.name for n in convs if n.name in last_convs}
-    assert len(head) == 2 * len(cfg.feature_size)  # box and class conv per level, kept float
-    for conv in convs:
-        quantized = weight_of.get(conv.input[1]) in int8_weights
-        assert quantized == (conv.name not in head), conv.name
+    assert len(last_convs) == 2 * len(cfg.feature_size) and post  # box and class conv per level
+    assert all(weight_of.get(conv.input[1]) in int8_weights for conv in convs)  # every conv int8
     # after the network (decode, sigmoid) nothing is quantized: the outputs come out of float ops
     producers = {out: n.op_type for n in int8_model.graph.node for out in n.output}
     assert {producers[o.name] for o in int8_model.graph.output}.isdisjoint({"DequantizeLinear", "QuantizeLinear"})
@@ -117,3 +114,19 @@ def test_calibration_from_an_image_folder_and_bad_arguments(cfg, checkpoint, tmp
                  "--int8", "--calibration", str(tmp_path / "missing")])
     assert code == 2 and "missing" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_head_convolutions_can_stay_float(exported, cfg, tmp_path):
+    from ssdzoo.inference import preprocess
+    from ssdzoo.quantize import Calibration, quantize_onnx
+
+    float_path, _, _ = exported
+    calibration = Calibration(*preprocess(synthetic_images(seed=7), cfg), source="synthetic")
+    model = onnx.load(str(quantize_onnx(float_path, tmp_path / "head.onnx", calibration, float_part="head")))
+    int8_weights = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    weight_of = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    last_convs, _ = graph_parts(model)
+    for conv in (n for n in model.graph.node if n.op_type == "Conv"):
+        assert (weight_of.get(conv.input[1]) in int8_weights) == (conv.name not in last_convs), conv.name
+    with pytest.raises(ValueError, match="float_part"):
+        quantize_onnx(float_path, tmp_path / "x.onnx", calibration, float_part="all")
