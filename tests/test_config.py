@@ -63,3 +63,29 @@ def test_round_trip_through_dict_and_replace():
 def test_normalization_comes_from_the_backbone():
     assert ssdzoo.load_config("ssd_mobilenetv2").mean == (0.485, 0.456, 0.406)
     assert ssdzoo.load_config("ssd_mobilenetv2", ["backbone=test_resnet"]).mean == (0.5, 0.5, 0.5)
+
+
+def test_messages_name_where_a_bad_key_came_from_and_suggest_the_key():
+    with pytest.raises(ConfigError) as err:
+        ssdzoo.load_config("demo", ["bach_size=4"])
+    assert str(err.value) == "override 'bach_size=4': unknown key 'bach_size' (did you mean 'batch_size'?)"
+    with pytest.raises(ConfigError, match=r"^override 'lr=fast': key 'lr' expects a number"):
+        ssdzoo.load_config("demo", ["lr=fast"])
+    with pytest.raises(ConfigError, match=r"^override 'zzzz=1': unknown key 'zzzz'$"):
+        ssdzoo.load_config("demo", ["zzzz=1"])
+
+
+def test_unknown_key_in_a_file_suggests_the_key(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("epoch_sise: 3\n")
+    with pytest.raises(ConfigError, match=r"mine\.yaml: unknown key\(s\) 'epoch_sise' \(did you mean 'epoch_size'\?\)"):
+        ssdzoo.load_config(path)
+
+
+def test_unknown_recipe_name_lists_the_recipes():
+    with pytest.raises(ConfigError) as err:
+        ssdzoo.load_config("ssd_mobilenetv4")
+    message = str(err.value)
+    assert "'ssd_mobilenetv4' not found" in message
+    assert "demo, ssd_mobilenetv2, ssd_mobilenetv3, ssd_resnet50_fpn" in message
+    assert "did you mean 'ssd_mobilenetv2' or 'ssd_mobilenetv3'?" in message

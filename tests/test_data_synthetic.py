@@ -75,3 +75,32 @@ def test_synth_command(tmp_path, capsys):
     assert main(["synth", str(tmp_path), "--seed", "2", "--train", "3", "--val", "2"]) == 0
     assert "train2017: 3 images" in capsys.readouterr().out
     assert len(list((tmp_path / "val2017").glob("*.jpg"))) == 2
+
+
+def test_synth_refuses_a_folder_in_use_and_overwrite_replaces_it_whole(tmp_path, capsys):
+    out = tmp_path / "shapes"
+    assert main(["synth", str(out), "--train", "4", "--val", "2"]) == 0
+    (out / "notes.txt").write_text("mine")
+    before = _files(out)
+    assert main(["synth", str(out), "--train", "2", "--val", "1"]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "--overwrite" in err
+    assert _files(out) == before  # nothing touched
+    assert main(["synth", str(out), "--train", "2", "--val", "1", "--overwrite"]) == 0
+    after = _files(out)
+    assert len([f for f in after if f.endswith(".jpg")]) == 3 and "notes.txt" not in after  # no old JPEGs left
+    assert [p.name for p in tmp_path.iterdir()] == ["shapes"]  # no staging folder left beside it
+
+
+def test_an_interrupted_synth_leaves_the_old_folder(tmp_path, monkeypatch):
+    import ssdzoo.data.synthetic as synthetic
+
+    out = tmp_path / "shapes"
+    make_synthetic_coco(out, num_train=2, num_val=1, spec=SMALL, progress=False)
+    before = _files(out)
+    monkeypatch.setattr(synthetic, "_coco_json", lambda results: (_ for _ in ()).throw(KeyboardInterrupt))
+    try:
+        make_synthetic_coco(out, num_train=3, num_val=1, spec=SMALL, progress=False, overwrite=True)
+    except KeyboardInterrupt:
+        pass
+    assert _files(out) == before and [p.name for p in tmp_path.iterdir()] == ["shapes"]

@@ -99,7 +99,9 @@ def test_convert_command_writes_safetensors_that_reload(tmp_path, cfg, golden_mo
     out = tmp_path / "ssd_mobilenetv2.safetensors"
     assert main(["convert", str(GOLDEN_CKPT), "--config", "ssd_mobilenetv2", "--out", str(out)]) == 0
     assert "486 tensors" in capsys.readouterr().out
-    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left behind
+    # no temporary file left behind; the recipe beside the weights reads back as the same config
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name, "ssd_mobilenetv2.yaml"]
+    assert ssdzoo.load_config(tmp_path / "ssd_mobilenetv2.yaml") == ssdzoo.load_config("ssd_mobilenetv2")
     reloaded = ssdzoo.build_model(cfg, weights=out)
     x = io["x"][:1]
     for a, b in zip(_outputs(reloaded, x)[1:], _outputs(golden_model, x)[1:]):

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return _command(args.command).run(args) or 0
-    except (ValueError, FileNotFoundError) as err:  # ConfigError is a ValueError
+    except (ValueError, FileNotFoundError, FileExistsError) as err:  # ConfigError is a ValueError
         print(f"ssdzoo {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -10,6 +10,7 @@ applies ``key=value`` overrides, checks every key and type, and returns a frozen
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -51,6 +52,11 @@ class Config:
     # ssdzoo: normalization; None takes the backbone's timm pretrained_cfg (ImageNet for the seed)
     mean: Optional[tuple[float, float, float]] = None
     std: Optional[tuple[float, float, float]] = None
+    # ssdzoo: how images are resized to image_size (training, evaluation, predict): antialias
+    # (bilinear with antialiasing, PIL's filter) | legacy (TF1's and MindSpore's bilinear:
+    # source pixel = destination * in / out, no half-pixel centres, no antialiasing; what TF OD
+    # API models were trained with; JPEGs are then decoded at full scale)
+    image_resize: str = "antialias"
 
     # --- model ---------------------------------------------------------------------------
     backbone: str = "mobilenetv2_100"  # any timm model name with feature maps
@@ -64,6 +70,12 @@ class Config:
     # ssdzoo: timm module names (fnmatch globs) whose stride-2 convs / max-pools pad like
     # TensorFlow "same", as MindCV's backbone pads them (see model.layers.use_same_padding)
     backbone_same_padding: tuple[str, ...] = ()
+    # ssdzoo: eps of every BatchNorm in the backbone; null keeps timm's (1e-5). TF-slim and the
+    # TF OD API's Keras backbones use 1e-3
+    backbone_bn_eps: Optional[float] = None
+    # ssdzoo: ResNet v1 as TensorFlow/Keras/Caffe have it: each stage's first bottleneck strides
+    # its first 1x1 conv instead of the 3x3 (timm's and torchvision's "v1.5"); same parameters
+    resnet_stride_in_1x1: bool = False
     ckpt_path: Optional[str] = None  # a trained ssdzoo checkpoint to evaluate or predict with
     use_fpn: bool = False  # ResNet recipe: FPN + bottom-up neck and the weight-shared head
     extras_in_channels: tuple[int, ...] = (256, 576, 1280, 512, 256, 256)
@@ -74,12 +86,34 @@ class Config:
     cls_prior: float = 0.0  # ssdzoo: initial class probability (RetinaNet's 0.01); 0 = the seed's zero bias
     # ssdzoo: what the seed's layers do that PyTorch's defaults don't
     expand_act: str = "relu6"  # activation of the stride-16 expansion layer: relu6 | hardswish
+    # ssdzoo: the extra layers' block: inverted_residual (the seed's and TF's ssdlite: 1x1, 3x3
+    # depthwise, 1x1 + BN, ReLU6) | conv (TF's ssd_mobilenet_v2: 1x1 to out/2, then a full 3x3
+    # conv to out, each with BN + ReLU6; extras_ratio unused)
+    extras_block: str = "inverted_residual"
     expand_bn_eps: float = 1e-3  # its BN eps (1e-5 in the MobileNetV3 recipe)
     expand_bn_momentum: float = 0.03  # its BN momentum, PyTorch convention (0.1 for MobileNetV3)
     bn_eps: float = 1e-3  # BN eps of the seed's own layers
     bn_momentum: float = 0.03  # PyTorch convention (MindSpore's 0.97)
     pad_mode: str = "same"  # stride-2 convs of neck: same (TensorFlow/MindSpore) | symmetric
     fpn_upsample: str = "mindspore"  # FPN resize: mindspore (legacy bilinear) | bilinear | nearest
+    # ssdzoo: smooth the coarsest backbone level with a 3x3 conv too (the seed); TF's FPN passes
+    # that level's lateral 1x1 projection on as it is (false)
+    fpn_smooth_top: bool = True
+    # ssdzoo: FPN smoothing and extra-level convs depthwise-separable (3x3 depthwise, then 1x1,
+    # then BN + ReLU6: TF's FPNLite, use_depthwise); false: full 3x3 convs (the seed)
+    fpn_separable: bool = False
+    # ssdzoo: the FPN's top-down path carries each level's smoothed output down (TF2's Keras FPN);
+    # false: the sum before smoothing (the seed, TF1's FPN)
+    fpn_smoothed_top_down: bool = False
+    # ssdzoo: the head's convs. Per-level head: separable (3x3 depthwise + BN + ReLU6, then a 1x1
+    # conv: the seed's, TF's ssdlite) | plain (one head_kernel_size conv: TF's
+    # convolutional_box_predictor). Weight-shared head: plain (3x3 convs: the seed's, TF's
+    # RetinaNet) | separable (3x3 depthwise then 1x1: TF's FPNLite). null: the seed's choice
+    head_conv: Optional[str] = None
+    head_kernel_size: int = 1  # the plain per-level head's kernel (TF ssd_mobilenet_v2: 1)
+    # ssdzoo: the weight-shared head's loc and cls predictors read one shared tower (TF's
+    # share_prediction_tower, FPNLite) instead of one tower each (the seed)
+    head_share_tower: bool = False
 
     # --- default boxes (seed keys) --------------------------------------------------------
     num_ssd_boxes: int = 1917
@@ -94,6 +128,16 @@ class Config:
     scales_per_octave: int = 2  # ssdzoo: grid anchor scales (seed constant)
     anchor_aspect_ratios: tuple[float, ...] = (1.0, 2.0, 0.5)  # ssdzoo: grid anchors (seed constant)
     prior_scaling: tuple[float, float] = (0.1, 0.2)  # offsets / (0.1, 0.2): Caffe SSD variances
+    # ssdzoo: where anchors sit. seed: SSD boxes of level k at (j + 0.5) * steps[k] / image_size,
+    # grid anchors at steps[k] * (j + 0.5). tensorflow (TF OD API): SSD boxes at (j + 0.5) / f_k
+    # on the f_k x f_k map; grid anchors at steps[k] * (j + 0.5) where steps[k] divides the image
+    # size, else at steps[k] * j (TF's multiscale anchor offset rule)
+    anchor_centres: str = "seed"
+    # ssdzoo: SSD default boxes of every level but a reduced lowest one (aspect_ratios [] there)
+    # take exactly these width/height ratios in this order, then the square s'_k (TF's
+    # ssd_anchor_generator aspect_ratios, e.g. [1.0, 2.0, 0.5, 3.0, 0.3333]); null: the square
+    # s_k, then r and 1/r for each r of aspect_ratios, then s'_k (the seed)
+    explicit_aspect_ratios: Optional[tuple[float, ...]] = None
 
     # --- matching, loss, post-processing (seed keys) --------------------------------------
     match_threshold: float = 0.5
@@ -102,6 +146,9 @@ class Config:
     nms_threshold: float = 0.6
     min_score: float = 0.1
     max_boxes: int = 100  # per class, as in the seed
+    # ssdzoo: NMS measures pixel boxes as x2 - x1 + 1 wide (the seed's Pascal VOC convention);
+    # false: x2 - x1 (TensorFlow, torchvision)
+    nms_plus_one: bool = True
 
     # --- training (seed keys) --------------------------------------------------------------
     epoch_size: int = 500
@@ -139,6 +186,10 @@ class Config:
 
 
 CHOICES = {
+    "image_resize": ("antialias", "legacy"),
+    "extras_block": ("inverted_residual", "conv"),
+    "head_conv": (None, "separable", "plain"),
+    "anchor_centres": ("seed", "tensorflow"),
     "expand_act": ("relu6", "hardswish"),
     "pad_mode": ("same", "symmetric"),
     "fpn_upsample": ("mindspore", "bilinear", "nearest"),
@@ -161,29 +212,64 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
         raw = yaml.safe_load(f) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r}: expected key=value")
-        raw[key.strip()] = yaml.safe_load(text) if text.strip() else None
+    raw.update(parse_overrides(overrides))
     return config_from_dict(raw, source=str(path))
 
 
+def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
+    """``key=value`` items as {key: value}, each value parsed as YAML."""
+    parsed = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key, source = key.strip(), f"override {item!r}"
+        if not sep or not key:
+            raise ConfigError(f"{source}: expected key=value")
+        if key not in _FIELDS:
+            raise ConfigError(f"{source}: unknown key {key!r}{_did_you_mean(key, _FIELDS)}")
+        value = yaml.safe_load(text) if text.strip() else None
+        parsed[key] = _coerce(value, _HINTS[key], key, source)  # a bad value names the override
+    return parsed
+
+
+def save_config(cfg: Config, path: str | Path, *, header: str = "") -> Path:
+    """Write ``cfg`` as a complete YAML recipe (every key, schema order) that ``load_config``
+    reads back as the same config; ``header`` lines become comments. Atomic."""
+    from .atomic import write_bytes
+
+    comments = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    text = comments + yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None, width=100)
+    return write_bytes(path, text.encode("utf-8"))
+
+
 def resolve_config_path(path: str | Path) -> Path:
+    """``path`` itself, or ``configs/{path}.yaml`` for a bare recipe name."""
     path = Path(path)
     if path.exists():
         return path
     named = CONFIG_DIR / f"{path.name}.yaml"
-    if path.suffix == "" and named.exists():
-        return named
+    if path.suffix == "" and len(path.parts) == 1:
+        if named.exists():
+            return named
+        recipes = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"config {str(path)!r} not found: no such file, and the recipes in "
+                          f"{CONFIG_DIR} are {', '.join(recipes)}{_did_you_mean(path.name, recipes)}")
     raise ConfigError(f"config file not found: {path}")
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` (several if equally close), or ''."""
+    ratios = {c: difflib.SequenceMatcher(None, word, c).ratio() for c in choices}
+    best = max(ratios.values(), default=0.0)
+    close = [c for c, r in sorted(ratios.items(), key=lambda cr: -cr[1]) if r >= max(0.6, best - 0.02)]
+    return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
 
 
 def config_from_dict(raw: dict, source: str = "config") -> Config:
     """Build a validated ``Config`` from plain values (e.g. a checkpoint's saved config)."""
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}")
+        raise ConfigError(f"{source}: unknown key(s) "
+                          + ", ".join(f"{key!r}{_did_you_mean(key, _FIELDS)}" for key in unknown))
     values = {key: _coerce(value, _HINTS[key], key, source) for key, value in raw.items()}
     return _validated(Config(**values), source)
 
@@ -212,6 +298,12 @@ def _validated(cfg: Config, source: str = "config") -> Config:
     for key in ("batch_size", "epoch_size", "max_boxes"):
         if getattr(cfg, key) <= 0:
             fail(f"{key} must be positive, got {getattr(cfg, key)}")
+    if cfg.explicit_aspect_ratios is not None and any(r <= 0 for r in cfg.explicit_aspect_ratios):
+        fail(f"explicit_aspect_ratios must be positive, got {list(cfg.explicit_aspect_ratios)}")
+    if cfg.backbone_bn_eps is not None and cfg.backbone_bn_eps <= 0:
+        fail(f"backbone_bn_eps must be positive, got {cfg.backbone_bn_eps}")
+    if cfg.head_kernel_size <= 0 or cfg.head_kernel_size % 2 == 0:
+        fail(f"head_kernel_size must be a positive odd number, got {cfg.head_kernel_size}")
     if not 0.0 <= cfg.cls_prior < 1.0:
         fail(f"cls_prior must be in [0, 1), got {cfg.cls_prior}")
     for key in ("match_threshold", "nms_threshold", "min_score"):

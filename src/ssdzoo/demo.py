@@ -32,7 +32,7 @@ def run_demo(out_dir: str | Path = "runs/demo", *, seed: int = 0, overrides: Seq
     raw, packed = out_dir / "synthetic", out_dir / "packed"
     if not (raw / "annotations" / "instances_val2017.json").exists():
         log.info("writing the synthetic dataset (seed %d) to %s", seed, raw)
-        make_synthetic_coco(raw, seed=seed, workers=2)
+        make_synthetic_coco(raw, seed=seed, workers=2, overwrite=True)  # complete or absent
     if not (packed / "val2017" / "manifest.json").exists():
         prepare_coco(raw, packed, workers=2, overwrite=True)
 

@@ -12,7 +12,8 @@ Two graph layouts, both with a dynamic batch dimension and the config's fixed in
   (onnxruntime's order; the ONNX spec does not promise one). The rule is the seed's, as
   ``ssdzoo.postprocess`` applies it: per class, scores > min_score, greedy NMS at
   nms_threshold, at most max_boxes. IoU is measured on pixel boxes extended one pixel right
-  and down, the seed's x2 - x1 + 1 convention; this is why the graph takes ``image_hw``.
+  and down, the seed's x2 - x1 + 1 convention (not with ``nms_plus_one: false``); this is why
+  the graph takes ``image_hw``.
 
 The NMS is ONNX's own NonMaxSuppression operator, whose per-class, per-image semantics are the
 seed's. In PyTorch it is a custom op (``ssdzoo::nms_per_class``) with the same semantics, which
@@ -119,13 +120,14 @@ class DetectorWithNMS(nn.Module):
         self.min_score = cfg.min_score
         self.nms_threshold = cfg.nms_threshold
         self.max_boxes = cfg.max_boxes
+        self.pixel_extent = _PIXEL_EXTENT if cfg.nms_plus_one else (0.0, 0.0, 0.0, 0.0)
 
     def forward(self, images: Tensor, image_hw: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         boxes_xyxy, probs = self.decoded(images)
         scale = image_hw.float()[:, [1, 0, 1, 0]]  # (N, 4): width, height, width, height
         boxes_px = boxes_xyxy * scale[:, None, :]  # (N, A, 4)
         scores = probs[:, :, 1:].transpose(1, 2)  # (N, C - 1, A): background dropped
-        selected = nms_per_class(boxes_px + boxes_px.new_tensor(_PIXEL_EXTENT), scores,
+        selected = nms_per_class(boxes_px + boxes_px.new_tensor(self.pixel_extent), scores,
                                  self.max_boxes, self.nms_threshold, self.min_score)
         image_i, class_i, box_i = selected.unbind(dim=1)
         return image_i, boxes_px[image_i, box_i], scores[image_i, class_i, box_i], class_i + 1
@@ -177,6 +179,8 @@ def export_onnx(model: "Detector", cfg: "Config", path: str | Path, *, nms: bool
         "ssdzoo.min_score": str(cfg.min_score),
         "ssdzoo.nms_threshold": str(cfg.nms_threshold),
         "ssdzoo.max_boxes": str(cfg.max_boxes),
+        "ssdzoo.nms_plus_one": json.dumps(cfg.nms_plus_one),
+        "ssdzoo.image_resize": cfg.image_resize,
     })
     with atomic_path(path) as tmp:
         program.save(tmp, external_data=False)

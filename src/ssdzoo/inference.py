@@ -12,6 +12,7 @@ and gives the same detections for all of them.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence, Union
@@ -63,7 +64,7 @@ def preprocess(images: Sequence[ImageInput], cfg: "Config") -> tuple[Tensor, Ten
     """Images of any sizes -> (batch (N, 3, H, W) float32 normalized, image_hw (N, 2) int64).
 
     The evaluation pipeline's own resize (bilinear with antialiasing, no aspect keeping, as the
-    seed) and normalization, so that predictions match ``ssdzoo eval``'s. ``image_hw`` holds
+    seed; TF1's legacy bilinear with ``image_resize: legacy``) and normalization, so that predictions match ``ssdzoo eval``'s. ``image_hw`` holds
     each original (height, width), which postprocessing scales boxes to.
     """
     arrays = [load_image(image) for image in images]
@@ -71,7 +72,7 @@ def preprocess(images: Sequence[ImageInput], cfg: "Config") -> tuple[Tensor, Ten
     batch = torch.empty(len(arrays), 3, *cfg.image_size)
     for i, array in enumerate(arrays):
         pixels = torch.from_numpy(array).permute(2, 0, 1)  # (3, h, w) uint8
-        batch[i] = normalize(resize_image(pixels, cfg.image_size), mean=cfg.mean, std=cfg.std)
+        batch[i] = normalize(resize_image(pixels, cfg.image_size, cfg.image_resize), mean=cfg.mean, std=cfg.std)
     return batch, image_hw
 
 
@@ -118,11 +119,16 @@ class Predictor:
     @classmethod
     def from_weights(cls, cfg: "Config", path: str | Path, *, device: str = "cpu",
                      min_score: Optional[float] = None) -> "Predictor":
-        """An ssdzoo checkpoint (.pt, .safetensors, MindSpore .ckpt) or an .onnx file."""
+        """An ssdzoo checkpoint (.pt, .safetensors, MindSpore .ckpt), a TensorFlow OD API graph
+        or checkpoint (with ``ssdzoo.convert.tensorflow_config``'s config) or an .onnx file."""
+        from .weights import WeightsFileError, weights_kind
+
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file not found: {path}")
-        if path.suffix == ".onnx":
+        try:
+            kind = weights_kind(path)
+        except WeightsFileError as err:  # name .onnx among the kinds: this one runs them
+            raise WeightsFileError(path, err.reason, onnx=True) from None
+        if kind == "onnx":
             return cls(cfg, device=device, min_score=min_score, onnx_path=path)
         from .model import build_model
 
@@ -152,7 +158,8 @@ class Predictor:
         boxes_xyxy, probs = self.network(batch)
         detections = select_detections(
             boxes_xyxy, probs, image_hw.to(boxes_xyxy.device), min_score=self.min_score,
-            nms_threshold=self.cfg.nms_threshold, max_per_class=self.cfg.max_boxes)
+            nms_threshold=self.cfg.nms_threshold, max_per_class=self.cfg.max_boxes,
+            plus_one=self.cfg.nms_plus_one)
         return [Detections(*(t.cpu() for t in d)) for d in detections]
 
 
@@ -207,6 +214,10 @@ class OnnxNetwork:
                 saved = meta.get(f"ssdzoo.{key}")
                 if saved is not None and float(saved) != value:
                     raise ValueError(f"{path}: the graph's NMS uses {key} {saved}, the config {value}")
+            saved = meta.get("ssdzoo.nms_plus_one")
+            if saved is not None and json.loads(saved) != cfg.nms_plus_one:
+                raise ValueError(f"{path}: the graph's NMS has nms_plus_one {saved}, the config "
+                                 f"{cfg.nms_plus_one}")
         saved_classes = meta.get("ssdzoo.num_classes")
         if saved_classes is not None and int(saved_classes) != cfg.num_classes:
             raise ValueError(f"{path}: the graph has {saved_classes} classes, the config "

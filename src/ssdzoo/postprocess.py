@@ -1,7 +1,8 @@
 """Decoded boxes and class probabilities -> final detections, with the seed's rule.
 
 Per image and class: keep scores > min_score, greedy NMS at nms_threshold in the seed's float64
-pixel arithmetic, at most max_boxes. All (image, class) groups of a batch go through NMS
+pixel arithmetic (boxes x2 - x1 + 1 pixels wide; x2 - x1 with ``nms_plus_one: false``, as
+TensorFlow and torchvision measure them), at most max_boxes. All (image, class) groups of a batch go through NMS
 together, as padded (groups, k) tensors, and usually only their k best-scored candidates:
 greedy NMS decides a box from higher-scored boxes alone, so a group whose top k yield
 max_boxes survivors is settled, and the rest are redone with 2k, 4k, ... candidates.
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor
 
-from .boxes import pairwise_pixel_iou
+from .boxes import pairwise_iou, pairwise_pixel_iou
 
 if TYPE_CHECKING:
     from .config import Config
@@ -40,12 +41,13 @@ def postprocess(boxes_xyxy: Tensor, probs: Tensor, cfg: "Config", image_hw: Tens
     """boxes_xyxy (N, A, 4) normalized, probs (N, A, C) with column 0 = background,
     image_hw (N, 2) original (height, width) -> N Detections in pixels."""
     return select_detections(boxes_xyxy, probs, image_hw, min_score=cfg.min_score,
-                             nms_threshold=cfg.nms_threshold, max_per_class=cfg.max_boxes)
+                             nms_threshold=cfg.nms_threshold, max_per_class=cfg.max_boxes,
+                             plus_one=cfg.nms_plus_one)
 
 
 def select_detections(
     boxes_xyxy: Tensor, probs: Tensor, image_hw: Tensor, *, min_score: float,
-    nms_threshold: float, max_per_class: int,
+    nms_threshold: float, max_per_class: int, plus_one: bool = True,
 ) -> list[Detections]:
     """``postprocess`` with its parameters spelled out (see there for shapes)."""
     num_images = len(probs)
@@ -54,7 +56,7 @@ def select_detections(
     # the seed scales float32 boxes by integer sizes in float64, and runs NMS in float64
     boxes_px = (boxes_xyxy.double() * image_hw[:, None, [1, 0, 1, 0]])[image_i, anchor_i]  # (P, 4)
     keep = greedy_nms(boxes_px, image_i * probs.shape[2] + class_i, threshold=nms_threshold,
-                      max_keep=max_per_class).nonzero()[:, 0]
+                      max_keep=max_per_class, plus_one=plus_one).nonzero()[:, 0]
     per_image = torch.bincount(image_i[keep], minlength=num_images).tolist()
     return [Detections(b, s, c) for b, s, c in zip(
         boxes_px[keep].float().split(per_image), scores[keep].split(per_image),
@@ -81,14 +83,15 @@ def ranked_candidates(class_probs: Tensor, *, min_score: float) -> tuple[Tensor,
     return image_i[order], anchor_i[order], class_i[order], scores[order]
 
 
-def greedy_nms(boxes_px: Tensor, group: Tensor, *, threshold: float, max_keep: int, top_k: int = 128) -> Tensor:
+def greedy_nms(boxes_px: Tensor, group: Tensor, *, threshold: float, max_keep: int, top_k: int = 128,
+               plus_one: bool = True) -> Tensor:
     """The seed's greedy NMS within each group, for all groups at once.
 
     boxes_px: (P, 4) xyxy pixel boxes, sorted by group and by rank (best first) within a
     group; group: (P,) int, nondecreasing. Returns keep (P,) bool: the first ``max_keep``
     survivors of each group. Groups start with their ``top_k`` best boxes; a group is settled
     when it has no more boxes or already ``max_keep`` survivors, else it is redone with twice
-    as many.
+    as many. ``plus_one``: the seed's pixel convention (see ``boxes.pairwise_pixel_iou``).
     """
     keep = torch.zeros(len(group), dtype=torch.bool, device=group.device)
     if len(group) == 0:
@@ -97,14 +100,15 @@ def greedy_nms(boxes_px: Tensor, group: Tensor, *, threshold: float, max_keep: i
     starts = counts.cumsum(0) - counts
     limit = top_k
     while len(counts):
-        settled = _nms_round(boxes_px, starts, counts, keep, limit=limit, threshold=threshold, max_keep=max_keep)
+        settled = _nms_round(boxes_px, starts, counts, keep, limit=limit, threshold=threshold, max_keep=max_keep,
+                             plus_one=plus_one)
         counts, starts = counts[~settled], starts[~settled]
         limit *= 2
     return keep
 
 
 def _nms_round(boxes_px: Tensor, starts: Tensor, counts: Tensor, keep: Tensor, *, limit: int,
-               threshold: float, max_keep: int) -> Tensor:
+               threshold: float, max_keep: int, plus_one: bool) -> Tensor:
     """NMS of each group's best ``limit`` boxes; marks the survivors of settled groups in
     ``keep`` (P,) and returns which groups (G,) are settled.
 
@@ -128,7 +132,7 @@ def _nms_round(boxes_px: Tensor, starts: Tensor, counts: Tensor, keep: Tensor, *
         rank = torch.arange(k, device=counts.device)
         valid = rank < counts[groups, None]  # (g, k)
         index = (starts[groups, None] + rank).clamp_(max=len(keep) - 1)  # padding slots: any real box
-        kept = greedy_nms_padded(boxes_px[index], valid, threshold=threshold)
+        kept = greedy_nms_padded(boxes_px[index], valid, threshold=threshold, plus_one=plus_one)
         if k > max_keep:
             kept &= kept.cumsum(1) <= max_keep
         if most > limit:  # some groups were cut: settled if whole or with max_keep survivors
@@ -140,7 +144,7 @@ def _nms_round(boxes_px: Tensor, starts: Tensor, counts: Tensor, keep: Tensor, *
     return settled
 
 
-def greedy_nms_padded(boxes_px: Tensor, valid: Tensor, *, threshold: float) -> Tensor:
+def greedy_nms_padded(boxes_px: Tensor, valid: Tensor, *, threshold: float, plus_one: bool = True) -> Tensor:
     """Greedy NMS of groups padded to a common length k.
 
     boxes_px: (G, k, 4) pixel boxes, best first; valid: (G, k) bool. Returns keep (G, k).
@@ -152,7 +156,8 @@ def greedy_nms_padded(boxes_px: Tensor, valid: Tensor, *, threshold: float) -> T
     seed loops once per survivor.
     """
     # (i, j): box i ranks above box j and overlaps it; padding never survives, so never suppresses
-    suppresses = (pairwise_pixel_iou(boxes_px, boxes_px) > threshold).triu_(1).float()  # (G, k, k)
+    iou = pairwise_pixel_iou(boxes_px, boxes_px) if plus_one else pairwise_iou(boxes_px, boxes_px)
+    suppresses = (iou > threshold).triu_(1).float()  # (G, k, k)
     keep = valid
     while True:
         new_keep = valid & (torch.bmm(keep.float()[:, None, :], suppresses)[:, 0] == 0)  # (G, k)

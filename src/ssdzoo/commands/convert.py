@@ -1,24 +1,54 @@
-"""`ssdzoo convert`: a MindSpore .ckpt (seed SSD or MindCV backbone) as safetensors, without MindSpore."""
+"""`ssdzoo convert`: MindSpore .ckpt or TensorFlow OD API files as safetensors (+ their recipe)."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "a MindSpore .ckpt (seed SSD or MindCV backbone) as safetensors, without MindSpore"
+HELP = "MindSpore .ckpt or TensorFlow OD API graphs/checkpoints as safetensors, without either framework"
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config
-    from ..convert import convert_checkpoint
+    from ..config import load_config, save_config
+    from ..convert import convert_checkpoint, is_tensorflow_file, read_tensorflow, tensorflow_config
+    from ..convert.tensorflow import convert_tensorflow
+    from ..model import build_model
 
-    conversion = convert_checkpoint(args.ckpt, load_config(args.config), args.out)
-    unused = f"; {len(conversion.dropped)} entries of the checkpoint not used (logged above)" \
-        if conversion.dropped else ""
+    if not str(args.out).endswith(".safetensors"):
+        raise ValueError(f"--out {args.out}: expected a file name ending in .safetensors")
+    if is_tensorflow_file(args.file):
+        source = read_tensorflow(args.file)
+        cfg = tensorflow_config(load_config(args.config), args.file, args.overrides, label_map=args.labels,
+                                source=source)
+        conversion = convert_tensorflow(args.file, cfg, args.out, build_model(cfg), source=source)
+        recipe = str(args.out)[:-len(".safetensors")] + ".yaml"
+        print(f"{args.file}: TensorFlow {source.kind}, {source.family}: {cfg.num_classes - 1} class(es), "
+              f"{cfg.image_size[0]}x{cfg.image_size[1]} input, {cfg.num_ssd_boxes} anchors")
+    else:
+        if args.labels:
+            raise ValueError("--labels takes a TensorFlow label map; it applies to TensorFlow files only")
+        cfg = load_config(args.config, args.overrides)
+        model = build_model(cfg)
+        conversion = convert_checkpoint(args.file, cfg, args.out, model)
+        recipe = None
+        if set(conversion.state) == set(model.state_dict()):  # a whole SSD, not a backbone
+            recipe = str(args.out)[:-len(".safetensors")] + ".yaml"
+            save_config(cfg, recipe, header=f"ssdzoo recipe for {args.out}, converted from {args.file}")
+    unused = f"; {len(conversion.dropped)} entries of the file not used (logged)" if conversion.dropped else ""
     print(f"wrote {args.out}: {len(conversion.state)} tensors{unused}")
+    if recipe:
+        print(f"wrote {recipe}: its config (ssdzoo predict {recipe} --checkpoint {args.out} IMAGES --out DIR)")
     return 0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("ckpt", help="a MindSpore .ckpt: the seed's SSD or a MindCV backbone")
-    p.add_argument("--config", required=True, help="the recipe the checkpoint belongs to (YAML or name)")
-    p.add_argument("--out", required=True, help="the .safetensors file to write")
+    p.add_argument("file", help="a MindSpore .ckpt (the seed's SSD or a MindCV backbone), or a TensorFlow "
+                                "OD API SSD: frozen graph .pb, checkpoint (PREFIX.index, or its folder), "
+                                "SavedModel folder")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides; for TensorFlow files they win over what the file says")
+    p.add_argument("--config", required=True,
+                   help="a recipe (YAML or name): for a .ckpt the recipe it belongs to; for a TensorFlow "
+                        "file the training/evaluation settings to keep (layers and numerics come from the file)")
+    p.add_argument("--out", required=True, help="the .safetensors file to write (its recipe: the same name .yaml)")
+    p.add_argument("--labels", metavar="PBTXT", help="TensorFlow label map (item { id: 1 display_name: ... }) "
+                                                     "for the class names")

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .common import config_args
+from .common import config_args, load_config_for_weights
 
 HELP = "export to ONNX (optionally with NMS, optionally int8), checked with onnxruntime"
 
@@ -17,10 +17,10 @@ def run(args: argparse.Namespace) -> int:
     from ..export import export_onnx
     from ..model import build_model
 
-    cfg = load_config(args.config, args.overrides)
-    weights = args.checkpoint or cfg.ckpt_path
+    weights = args.checkpoint or load_config(args.config, args.overrides).ckpt_path
     if not weights:
         raise ValueError("no weights: pass --checkpoint (or set ckpt_path in the config)")
+    cfg = load_config_for_weights(args.config, args.overrides, weights)
     if not str(args.out).endswith(".onnx"):
         raise ValueError(f"--out {args.out}: expected a file name ending in .onnx")
     if args.int8 != (args.calibration is not None):
@@ -85,8 +85,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..quantize import DEFAULT_CALIBRATION_IMAGES
 
     config_args(p)
-    p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors) or MindSpore .ckpt "
-                                        "(default: the config's ckpt_path)")
+    p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors), MindSpore .ckpt or "
+                                        "TensorFlow OD API graph (.pb) / checkpoint (default: the config's ckpt_path)")
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument("--nms", action="store_true",
                    help="put the seed's NMS in the graph: inputs images, image_hw; outputs "

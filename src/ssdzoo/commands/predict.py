@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from .common import load_config_for_weights
+
 HELP = "detections on images and videos: JSON Lines, COCO results JSON and pictures with boxes"
 
 
@@ -13,10 +15,10 @@ def run(args: argparse.Namespace) -> int:
     from ..inference import Predictor
     from ..predict import read_category_ids, run_predict
 
-    cfg = load_config(args.config, args.set)
-    weights = args.checkpoint or cfg.ckpt_path
+    weights = args.checkpoint or load_config(args.config, args.set).ckpt_path
     if not weights:
         raise ValueError("no weights: pass --checkpoint (or set ckpt_path in the config)")
+    cfg = load_config_for_weights(args.config, args.set, weights)
     predictor = Predictor.from_weights(cfg, weights, device=args.device)
     category_ids = read_category_ids(args.category_ids, cfg) if args.category_ids else None
     workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
@@ -63,8 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="a YAML recipe, or a name in configs/ (ssd_mobilenetv2, demo, ...)")
     p.add_argument("images", nargs="+", metavar="INPUTS",
                    help="image and video files, or folders of them (subfolders included)")
-    p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors), MindSpore .ckpt or "
-                                        "an .onnx file from `ssdzoo export`, int8 too (default: ckpt_path)")
+    p.add_argument("--checkpoint", help="ssdzoo checkpoint (.pt, .safetensors), MindSpore .ckpt, TensorFlow "
+                                        "OD API graph (.pb) or checkpoint, or an .onnx file from "
+                                        "`ssdzoo export`, int8 too (default: ckpt_path)")
     p.add_argument("--out", required=True, help="folder for detections.jsonl, detections.json and the drawn pictures")
     p.add_argument("--score", type=score, default=DEFAULT_DRAW_SCORE,
                    help="draw boxes scoring above this, in [0, 1] (default: %(default)s); the detection "

@@ -181,18 +181,16 @@ def mindcv_backbone_to_timm(path: str | Path, timm_model: nn.Module, cfg: "Confi
     return state
 
 
-def convert_checkpoint(path: str | Path, cfg: "Config", out: str | Path) -> Conversion:
-    """Write a .ckpt as safetensors: a full SSD as ssdzoo's complete state dict (for
-    ``build_model(cfg, weights=out)``), a backbone as timm's (for ``backbone_ckpt_path``).
-    The file appears whole or not at all."""
+def convert_checkpoint(path: str | Path, cfg: "Config", out: str | Path, model: nn.Module) -> Conversion:
+    """Write a .ckpt as safetensors: a full SSD as the complete state dict of ``model`` (built
+    from ``cfg``, for ``build_model(cfg, weights=out)``), a backbone as timm's (for
+    ``backbone_ckpt_path``). The file appears whole or not at all."""
     from safetensors.torch import save_file
-
-    from ..model import build_model
 
     path, out = Path(path), Path(out)
     ckpt = read_mindspore_checkpoint(path)
     if is_ssd_checkpoint(ckpt):
-        conversion, kind = convert_ssd(ckpt, build_model(cfg), cfg, source=str(path)), "ssd"
+        conversion, kind = convert_ssd(ckpt, model, cfg, source=str(path)), "ssd"
     else:
         conversion, kind = convert_backbone(ckpt, cfg, source=str(path)), "backbone"
         counters = {k.replace("running_mean", "num_batches_tracked"): torch.tensor(0)

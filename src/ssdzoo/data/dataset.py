@@ -89,6 +89,7 @@ class DetectionDataset(Dataset):
         self.index, self.images, self.train, self.source = index, images, train, source
         self.size_hw = tuple(cfg.image_size)
         self.mean, self.std = tuple(cfg.mean), tuple(cfg.std)
+        self.resize_mode = cfg.image_resize
         self.seed, self.epoch = cfg.seed, 0
         self.skipped = list(skipped)
         self.summary = summary or {}
@@ -121,10 +122,11 @@ class DetectionDataset(Dataset):
             data = self.images.read(i)
             if self.train:
                 out = train_transform(data, boxes_xyxy, labels, image_hw=image_hw, size_hw=self.size_hw,
-                                      rng=np.random.default_rng((seed, epoch, i)), mean=self.mean, std=self.std)
+                                      rng=np.random.default_rng((seed, epoch, i)), mean=self.mean, std=self.std,
+                                      resize_mode=self.resize_mode)
             else:
                 out = eval_transform(data, boxes_xyxy, labels, image_hw=image_hw, size_hw=self.size_hw,
-                                     mean=self.mean, std=self.std)
+                                     mean=self.mean, std=self.std, resize_mode=self.resize_mode)
         except (OSError, ValueError) as err:
             raise RuntimeError(f"{self.source}: image {self.index.file_names[i].as_py()}: {err}") from err
         return Sample(

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
-import shutil
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -23,7 +21,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ..atomic import write_json
+from ..atomic import atomic_folder, write_json
 from .coco import (IndexBuilder, annotation_path, candidate_images, check_size, is_training_split,
                    read_coco_json, summary_counts)
 from .images import ImageFile, ImageFileError, read_image_file
@@ -73,13 +71,7 @@ def prepare_split(
     rows = np.flatnonzero(candidates)
     paths = [str(images_dir / coco.file_names[r]) for r in rows.tolist()]
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
-        log.info("removing %s, left by an interrupted run", stale)
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
-    staging.mkdir()
-    try:
+    with atomic_folder(out_dir) as staging:
         builder = IndexBuilder(coco)
         writer = ShardWriter(staging, rows_per_shard=shard_size)
         shard, row_in_shard, skipped, converted = [], [], [], []
@@ -132,10 +124,6 @@ def prepare_split(
         write_json(staging / SUMMARY, summary)
         write_manifest(staging, split=split, categories=index.categories, shards=shards,
                        tables=tables, num_boxes=num_boxes)
-        _move_into_place(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     log.debug("%s: %d images, %d boxes, %d skipped, %d shards -> %s", split, summary["images"],
              num_boxes, len(skipped), len(shards), out_dir)
     return summary
@@ -179,14 +167,3 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     # fork starts workers at once and shares the parsed json; the workers touch no torch state
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
-
-
-def _move_into_place(staging: Path, out_dir: Path) -> None:
-    """Swap the finished staging folder in; an older dataset is removed only afterwards."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-    os.replace(staging, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from ..atomic import write_bytes, write_json
+from ..atomic import atomic_folder, write_bytes, write_json
 
 SHAPES = ("circle", "square", "triangle")  # labels 1, 2, 3 (COCO category ids 1, 2, 3)
 SPLITS = {"train2017": 0, "val2017": 1}  # split -> stream number in the seed
@@ -53,10 +53,25 @@ class SynthSpec:
 def make_synthetic_coco(
     out: str | Path, *, seed: int = 0, num_train: int = 3000, num_val: int = 300,
     spec: SynthSpec = SynthSpec(), workers: int = 1, progress: Optional[bool] = None,
+    overwrite: bool = False,
 ) -> dict:
-    """Write the synthetic COCO folder ``out``; return counts per split."""
+    """Write the synthetic COCO folder ``out``; return counts per split.
+
+    An existing non-empty ``out`` is an error unless ``overwrite``, which replaces it whole. The
+    folder is built beside ``out`` and moved into place when complete.
+    """
     out = Path(out)
-    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not empty: pass --overwrite to replace it whole, "
+                              "or choose another folder")
+    with atomic_folder(out) as staging:
+        return _write_synthetic_coco(staging, seed=seed, num_train=num_train, num_val=num_val, spec=spec,
+                                     workers=workers, progress=progress)
+
+
+def _write_synthetic_coco(out: Path, *, seed: int, num_train: int, num_val: int, spec: SynthSpec,
+                          workers: int, progress: Optional[bool]) -> dict:
+    (out / "annotations").mkdir()
     summary = {}
     for split, count in (("train2017", num_train), ("val2017", num_val)):
         start = time.perf_counter()

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..resize import resize_legacy
 from .images import CropRect, decode
 
 # The seed's random_sample_crop: a minimum IoU drawn from these (None: keep the whole image),
@@ -130,11 +131,14 @@ def resize_boxes(boxes_xyxy: np.ndarray, *, from_hw: tuple[int, int], to_hw: tup
     return (boxes_xyxy * scale).astype(np.float32)
 
 
-def resize_image(image: Tensor, size_hw: tuple[int, int]) -> Tensor:
+def resize_image(image: Tensor, size_hw: tuple[int, int], mode: str = "antialias") -> Tensor:
     """(3, h, w) -> (3, H, W), bilinear with antialiasing (PIL's filter; torch has a fast uint8
-    kernel for it). Aspect is not kept, as in the seed."""
+    kernel for it). Aspect is not kept, as in the seed. ``mode="legacy"``: TF1's bilinear
+    resize instead (``ssdzoo.resize``; float32 out), config key ``image_resize``."""
     if tuple(image.shape[1:]) == tuple(size_hw):
         return image.clone()
+    if mode == "legacy":
+        return resize_legacy(image, size_hw)
     return F.interpolate(image[None], size=tuple(size_hw), mode="bilinear", antialias=True,
                          align_corners=False)[0]
 
@@ -205,18 +209,20 @@ class Transformed(NamedTuple):
 def train_transform(
     data: bytes, boxes_xyxy: np.ndarray, labels: np.ndarray, *, image_hw: tuple[int, int],
     size_hw: tuple[int, int], rng: np.random.Generator, mean: Sequence[float], std: Sequence[float],
+    resize_mode: str = "antialias",
 ) -> Transformed:
     """The seed's training augmentation of one encoded image with pixel boxes: IoU crop, resize,
-    flip, colour jitter, normalize."""
+    flip, colour jitter, normalize. ``resize_mode`` as ``resize_image``'s ``mode`` (legacy
+    decodes at full scale, as TensorFlow does)."""
     height, width = image_hw
     rect = sample_iou_crop(boxes_xyxy, height=height, width=width, rng=rng)
-    decoded = decode(data, crop=rect, size_hw=size_hw)
+    decoded = decode(data, crop=rect, size_hw=size_hw if resize_mode == "antialias" else None)
     if rect is not None:  # the decoded crop may be a few pixels wider (see images.decode)
         boxes_xyxy, labels = crop_boxes(boxes_xyxy, labels, decoded.crop)
     crop = decoded.crop
     crop_wh = np.array([crop.x1 - crop.x0, crop.y1 - crop.y0] * 2, dtype=np.float32)
     boxes_norm = (boxes_xyxy / crop_wh).astype(np.float32)
-    image = resize_image(decoded.image, size_hw)
+    image = resize_image(decoded.image, size_hw, resize_mode)
     if rng.uniform() < SEED_FLIP_PROBABILITY:
         image, boxes_norm = image.flip(-1), hflip_boxes(boxes_norm, width=1.0)
     image = image.to(torch.float32, memory_format=torch.contiguous_format)
@@ -227,10 +233,12 @@ def train_transform(
 def eval_transform(
     data: bytes, boxes_xyxy: np.ndarray, labels: np.ndarray, *, image_hw: tuple[int, int],
     size_hw: tuple[int, int], mean: Sequence[float], std: Sequence[float],
+    resize_mode: str = "antialias",
 ) -> Transformed:
     """Evaluation: resize and normalize only."""
     height, width = image_hw
-    image = resize_image(decode(data, size_hw=size_hw).image, size_hw)
+    decoded = decode(data, size_hw=size_hw if resize_mode == "antialias" else None)
+    image = resize_image(decoded.image, size_hw, resize_mode)
     image = image.to(torch.float32, memory_format=torch.contiguous_format)
     boxes_norm = (boxes_xyxy / np.array([width, height, width, height], np.float32)).astype(np.float32)
     return Transformed(_normalize_(image, mean, std), boxes_norm, np.array(labels, dtype=np.int64))

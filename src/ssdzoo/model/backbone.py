@@ -10,6 +10,8 @@ from __future__ import annotations
 import timm
 from torch import Tensor, nn
 
+from .layers import use_same_padding
+
 
 class TimmBackbone(nn.Module):
     """Feature maps at ``out_indices`` (indices into ``feature_info``).
@@ -43,9 +45,40 @@ class TimmBackbone(nn.Module):
         self.mean = tuple(model.pretrained_cfg.get("mean", (0.485, 0.456, 0.406)))
         self.std = tuple(model.pretrained_cfg.get("std", (0.229, 0.224, 0.225)))
 
+    def adapt(self, *, same_padding: tuple[str, ...] = (), bn_eps: float | None = None,
+              stride_in_1x1: bool = False) -> None:
+        """Numerics of other frameworks' versions of this network, in place; parameter names
+        and shapes stay timm's. ``same_padding``: module-name globs whose strided convs and
+        pools pad like TensorFlow "same"; ``bn_eps``: every BatchNorm's eps; ``stride_in_1x1``:
+        ResNet v1's stride in each stage's first 1x1 conv (``move_stride_to_1x1``)."""
+        use_same_padding(self.model, same_padding)
+        if bn_eps is not None:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eps = bn_eps
+        if stride_in_1x1:
+            move_stride_to_1x1(self.model)
+
     def forward(self, images: Tensor) -> list[Tensor]:
         if not self.use_head:
             return self.model.forward_intermediates(images, indices=self.out_indices,
                                                     intermediates_only=True)
         final, maps = self.model.forward_intermediates(images, indices=self.out_indices)
         return maps[:-1] + [final]
+
+
+def move_stride_to_1x1(model: nn.Module) -> list[str]:
+    """Give each strided bottleneck of a timm ResNet its stride in the first 1x1 conv (conv1)
+    instead of the 3x3 (conv2), in place: ResNet v1 as He et al. 2015, Caffe, TensorFlow and
+    Keras have it (timm's and torchvision's is "v1.5"). Returns the changed blocks' names."""
+    changed = []
+    for name, block in model.named_modules():
+        conv1, conv2 = getattr(block, "conv1", None), getattr(block, "conv2", None)
+        if (isinstance(conv1, nn.Conv2d) and isinstance(conv2, nn.Conv2d) and conv1.kernel_size == (1, 1)
+                and getattr(block, "conv3", None) is not None and max(conv2.stride) > 1):
+            conv1.stride, conv2.stride = conv2.stride, (1, 1)
+            changed.append(name)
+    if not changed:
+        raise ValueError(f"resnet_stride_in_1x1: {type(model).__name__} has no strided bottleneck "
+                         "(conv1 1x1, strided conv2, conv3) to change")
+    return changed

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from ..anchors import default_boxes
+from ..weights import load_backbone_weights, load_model_weights
 from .backbone import TimmBackbone
 from .detector import Detector
 from .heads import SharedHead, SSDHead, set_prior_probability
-from .layers import init_new_layers, use_same_padding
+from .layers import init_new_layers
 from .necks import FPN, SSDExtras
 
 if TYPE_CHECKING:
@@ -21,30 +22,36 @@ def build_model(cfg: "Config", weights: Optional[str | Path] = None) -> Detector
     """The detector described by ``cfg``, checked against the config's anchor layout.
 
     Weights: ``cfg.backbone_ckpt_path`` (a timm state dict, safetensors or MindCV .ckpt) fills
-    the backbone; ``weights`` (an ssdzoo checkpoint, safetensors file or the seed's MindSpore
-    .ckpt) fills the whole model. Nothing is downloaded.
+    the backbone; ``weights`` (an ssdzoo checkpoint, safetensors file, the seed's MindSpore
+    .ckpt, or a TensorFlow OD API graph or checkpoint: then ``cfg`` should be
+    ``ssdzoo.convert.tensorflow_config``'s, for TF's numerics) fills the whole model. Nothing
+    is downloaded.
     """
     backbone = TimmBackbone(cfg.backbone, cfg.backbone_out_indices, use_head=cfg.backbone_use_head,
                             **cfg.backbone_kwargs)
-    use_same_padding(backbone.model, cfg.backbone_same_padding)
+    backbone.adapt(same_padding=cfg.backbone_same_padding, bn_eps=cfg.backbone_bn_eps,
+                   stride_in_1x1=cfg.resnet_stride_in_1x1)
     num_levels = len(cfg.feature_size)
     norm = dict(eps=cfg.bn_eps, momentum=cfg.bn_momentum)
     if cfg.use_fpn:
         neck = FPN(backbone.channels, channels=cfg.extras_out_channels[0],
                    extra_levels=num_levels - len(backbone.channels), upsample_mode=cfg.fpn_upsample,
-                   pad_mode=cfg.pad_mode, **norm)
+                   pad_mode=cfg.pad_mode, smooth_top=cfg.fpn_smooth_top, separable=cfg.fpn_separable,
+                   smoothed_top_down=cfg.fpn_smoothed_top_down, **norm)
         if len(set(cfg.num_default)) != 1:
             raise ValueError(f"the weight-shared head needs one num_default for all levels, "
                              f"got {list(cfg.num_default)}")
         head = SharedHead(neck.out_channels[0], num_levels, cfg.num_default[0], cfg.num_classes,
-                          depth=cfg.num_addition_layers, **norm)
+                          depth=cfg.num_addition_layers, separable=cfg.head_conv == "separable",
+                          share_tower=cfg.head_share_tower, **norm)
     else:
         neck = SSDExtras(backbone.channels, in_channels=cfg.extras_in_channels,
                          out_channels=cfg.extras_out_channels, strides=cfg.extras_strides,
                          ratios=cfg.extras_ratio, expand_act=cfg.expand_act,
                          expand_eps=cfg.expand_bn_eps, expand_momentum=cfg.expand_bn_momentum,
-                         pad_mode=cfg.pad_mode, **norm)
-        head = SSDHead(neck.out_channels, cfg.num_default, cfg.num_classes, **norm)
+                         pad_mode=cfg.pad_mode, block=cfg.extras_block, **norm)
+        head = SSDHead(neck.out_channels, cfg.num_default, cfg.num_classes,
+                       separable=cfg.head_conv != "plain", kernel_size=cfg.head_kernel_size, **norm)
     if len(neck.out_channels) != num_levels:
         raise ValueError(f"the neck gives {len(neck.out_channels)} levels but feature_size lists "
                          f"{num_levels}")
@@ -55,8 +62,6 @@ def build_model(cfg: "Config", weights: Optional[str | Path] = None) -> Detector
     check_anchor_layout(cfg, feature_sizes(cfg, backbone.strides))
 
     model = Detector(backbone, neck, head)
-    from ..weights import load_backbone_weights, load_model_weights  # here: avoids an import cycle
-
     if cfg.backbone_ckpt_path:
         load_backbone_weights(model, cfg.backbone_ckpt_path, cfg)
     if weights:

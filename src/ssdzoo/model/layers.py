@@ -5,7 +5,8 @@
   both sides. The output sizes agree, the values don't.
 - ``resize_mindspore``: MindSpore's legacy bilinear resize (align_corners=False,
   half_pixel_centers=False): source coordinate = destination x in/out.
-- ``ConvBNAct``: conv + BN + activation, the seed's ConvBNReLU.
+- ``ConvBNAct``: conv + BN + activation, the seed's ConvBNReLU (or with a depthwise-separable
+  conv: ``SeparableConv2d``, TensorFlow's SeparableConv2D).
 - ``use_same_padding``: gives chosen layers of a timm backbone "same" padding, as MindCV pads
   them (MobileNetV3's depthwise convs, ResNet's max-pool), keeping their parameter names.
 """
@@ -15,12 +16,12 @@ from __future__ import annotations
 import fnmatch
 import logging
 import math
-from functools import lru_cache
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..resize import legacy_matrix
 
 log = logging.getLogger(__name__)
 
@@ -121,34 +122,29 @@ def conv2d(in_ch: int, out_ch: int, kernel_size: int, *, stride: int = 1, groups
                      groups=groups, bias=bias)
 
 
+class SeparableConv2d(nn.Sequential):
+    """A k x k depthwise conv (stride here, no bias) straight into a 1x1 conv, nothing between:
+    TensorFlow's SeparableConv2D (and the TF OD API's "use_depthwise" layers)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, *, stride: int = 1,
+                 bias: bool = False, pad_mode: str = "same"):
+        super().__init__(conv2d(in_ch, in_ch, kernel_size, stride=stride, groups=in_ch, pad_mode=pad_mode),
+                         nn.Conv2d(in_ch, out_ch, 1, bias=bias))
+
+
 class ConvBNAct(nn.Sequential):
-    """conv (no bias) -> BatchNorm -> activation."""
+    """conv (no bias; ``separable``: a ``SeparableConv2d``) -> BatchNorm -> activation."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, *, stride: int = 1,
                  groups: int = 1, act: str = "relu6", eps: float = 1e-3, momentum: float = 0.03,
-                 pad_mode: str = "same"):
+                 pad_mode: str = "same", separable: bool = False):
         super().__init__()
-        self.conv = conv2d(in_ch, out_ch, kernel_size, stride=stride, groups=groups, pad_mode=pad_mode)
+        if separable:
+            self.conv = SeparableConv2d(in_ch, out_ch, kernel_size, stride=stride, pad_mode=pad_mode)
+        else:
+            self.conv = conv2d(in_ch, out_ch, kernel_size, stride=stride, groups=groups, pad_mode=pad_mode)
         self.bn = nn.BatchNorm2d(out_ch, eps=eps, momentum=momentum)
         self.act = ACTIVATIONS[act]()
-
-
-@lru_cache(maxsize=64)
-def _mindspore_resize_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """(out, in) interpolation weights: source = destination x in / out, clamped at the edge.
-
-    Computed and cached in numpy, outside torch: a tensor made while torch.export traces the
-    model is a fake tensor, and a cached one would break every later eager call.
-    """
-    src = np.arange(size_out, dtype=np.float64) * (size_in / size_out)
-    low = np.minimum(np.floor(src).astype(np.int64), size_in - 1)
-    high = np.minimum(low + 1, size_in - 1)
-    frac = src - low
-    weights = np.zeros((size_out, size_in), dtype=np.float64)
-    rows = np.arange(size_out)
-    weights[rows, low] += 1 - frac
-    weights[rows, high] += frac
-    return weights.astype(np.float32)
 
 
 def resize_mindspore(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -157,8 +153,8 @@ def resize_mindspore(x: Tensor, size: tuple[int, int]) -> Tensor:
     Separable: two small matrix products with constant weights, which export to ONNX as
     MatMul and cost little next to the convs around them.
     """
-    rows = torch.from_numpy(_mindspore_resize_matrix(x.shape[-2], size[0])).to(x)
-    cols = torch.from_numpy(_mindspore_resize_matrix(x.shape[-1], size[1])).to(x)
+    rows = torch.from_numpy(legacy_matrix(x.shape[-2], size[0])).to(x)
+    cols = torch.from_numpy(legacy_matrix(x.shape[-1], size[1])).to(x)
     return torch.matmul(torch.matmul(rows, x), cols.t())
 
 

@@ -1,9 +1,11 @@
 """Necks: backbone feature maps -> the detector's feature pyramid.
 
 - ``SSDExtras`` (MobileNet recipes): the stride-16 map expanded by a 1x1 conv, the stride-32
-  map as is, then inverted-residual blocks at stride 2 for the smaller levels.
+  map as is, then inverted-residual blocks at stride 2 for the smaller levels (or TF
+  ssd_mobilenet_v2's 1x1 + full 3x3 pairs, ``ConvPair``).
 - ``FPN`` (ResNet50 recipe): lateral 1x1 convs, top-down resize-and-add, a 3x3 conv per level,
-  then stride-2 convs for the extra bottom-up levels.
+  then stride-2 convs for the extra bottom-up levels. TensorFlow's variant leaves the coarsest
+  level unsmoothed and, in FPNLite, makes the 3x3 convs depthwise-separable.
 """
 
 from __future__ import annotations
@@ -40,13 +42,29 @@ class InvertedResidual(nn.Module):
         return self.act(x + y if self.use_residual else y)
 
 
+class ConvPair(nn.Module):
+    """TF ssd_mobilenet_v2's extra layer: 1x1 conv to out/2, then a 3x3 conv (stride) to out,
+    each with BN and ReLU6 (TF's layer_19_1_Conv2d_k_1x1 and layer_19_2_Conv2d_k_3x3_s2)."""
+
+    def __init__(self, in_ch: int, out_ch: int, *, stride: int, eps: float, momentum: float,
+                 pad_mode: str):
+        super().__init__()
+        norm = dict(eps=eps, momentum=momentum)
+        self.conv = nn.Sequential(ConvBNAct(in_ch, out_ch // 2, 1, **norm),
+                                  ConvBNAct(out_ch // 2, out_ch, 3, stride=stride, pad_mode=pad_mode, **norm))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
 class SSDExtras(nn.Module):
-    """Two backbone maps (stride 16, stride 32) -> len(out_channels) maps."""
+    """Two backbone maps (stride 16, stride 32) -> len(out_channels) maps. ``block``:
+    "inverted_residual" (the seed's) or "conv" (``ConvPair``)."""
 
     def __init__(self, backbone_channels: list[int], *, in_channels: tuple[int, ...],
                  out_channels: tuple[int, ...], strides: tuple[int, ...], ratios: tuple[float, ...],
                  expand_act: str, expand_eps: float, expand_momentum: float,
-                 eps: float, momentum: float, pad_mode: str):
+                 eps: float, momentum: float, pad_mode: str, block: str = "inverted_residual"):
         super().__init__()
         if len(backbone_channels) != 2:
             raise ValueError(f"the SSD extras neck takes 2 backbone levels, got {len(backbone_channels)}")
@@ -59,10 +77,16 @@ class SSDExtras(nn.Module):
                                  f"has {out_channels[i - 1]} channels (extras_out_channels[{i - 1}])")
         self.expand = ConvBNAct(backbone_channels[0], out_channels[0], 1, act=expand_act,
                                 eps=expand_eps, momentum=expand_momentum)
-        self.blocks = nn.ModuleList(
-            InvertedResidual(in_channels[i], out_channels[i], stride=strides[i], expand_ratio=ratios[i],
-                             eps=eps, momentum=momentum, pad_mode=pad_mode)
-            for i in range(2, len(out_channels)))
+        if block == "conv":
+            self.blocks = nn.ModuleList(
+                ConvPair(in_channels[i], out_channels[i], stride=strides[i], eps=eps, momentum=momentum,
+                         pad_mode=pad_mode)
+                for i in range(2, len(out_channels)))
+        else:
+            self.blocks = nn.ModuleList(
+                InvertedResidual(in_channels[i], out_channels[i], stride=strides[i], expand_ratio=ratios[i],
+                                 eps=eps, momentum=momentum, pad_mode=pad_mode)
+                for i in range(2, len(out_channels)))
         self.out_channels = list(out_channels)
 
     def forward(self, features: list[Tensor]) -> list[Tensor]:
@@ -76,25 +100,39 @@ class SSDExtras(nn.Module):
 
 class FPN(nn.Module):
     """Feature pyramid (Lin et al. 2017) on the backbone levels, plus ``extra_levels`` stride-2
-    levels on top of the coarsest one (the seed's BottomUp)."""
+    levels on top of the coarsest one (the seed's BottomUp).
+
+    ``smooth_top=False``: the coarsest backbone level is its lateral projection, unsmoothed (TF's
+    FPN); ``separable``: smoothing and extra convs are depthwise-separable (TF's FPNLite);
+    ``smoothed_top_down``: each level's smoothed output, not the sum before smoothing, goes on
+    down the top-down path (TF2's Keras FPN)."""
 
     def __init__(self, backbone_channels: list[int], *, channels: int, extra_levels: int,
-                 upsample_mode: str, eps: float, momentum: float, pad_mode: str):
+                 upsample_mode: str, eps: float, momentum: float, pad_mode: str,
+                 smooth_top: bool = True, separable: bool = False, smoothed_top_down: bool = False):
         super().__init__()
-        norm = dict(eps=eps, momentum=momentum)
+        norm = dict(eps=eps, momentum=momentum, separable=separable)
         self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in backbone_channels)
-        self.smooth = nn.ModuleList(ConvBNAct(channels, channels, 3, **norm) for _ in backbone_channels)
+        smoothed = len(backbone_channels) if smooth_top else len(backbone_channels) - 1
+        self.smooth = nn.ModuleList(ConvBNAct(channels, channels, 3, **norm) for _ in range(smoothed))
         self.extra = nn.ModuleList(ConvBNAct(channels, channels, 3, stride=2, pad_mode=pad_mode, **norm)
                                    for _ in range(extra_levels))
         self.upsample_mode = upsample_mode
+        self.smoothed_top_down = smoothed_top_down
         self.out_channels = [channels] * (len(backbone_channels) + extra_levels)
 
     def forward(self, features: list[Tensor]) -> list[Tensor]:
         laterals = [conv(f) for conv, f in zip(self.lateral, features)]
-        merged = [laterals[-1]]
-        for lateral in reversed(laterals[:-1]):  # top-down: coarse to fine
-            merged.insert(0, upsample(merged[0], lateral.shape[-2:], self.upsample_mode) + lateral)
-        maps = [conv(m) for conv, m in zip(self.smooth, merged)]
+        if self.smoothed_top_down:
+            maps = [laterals[-1] if len(self.smooth) < len(laterals) else self.smooth[-1](laterals[-1])]
+            for i in reversed(range(len(laterals) - 1)):  # top-down: coarse to fine
+                maps.insert(0, self.smooth[i](upsample(maps[0], laterals[i].shape[-2:], self.upsample_mode)
+                                              + laterals[i]))
+        else:
+            merged = [laterals[-1]]
+            for lateral in reversed(laterals[:-1]):  # top-down: coarse to fine
+                merged.insert(0, upsample(merged[0], lateral.shape[-2:], self.upsample_mode) + lateral)
+            maps = [conv(m) for conv, m in zip(self.smooth, merged)] + merged[len(self.smooth):]
         for conv in self.extra:
             maps.append(conv(maps[-1]))
         return maps
