@@ -172,10 +172,21 @@ class _Item(NamedTuple):
     """A loader item: one decoded, preprocessed image (or why it couldn't be read)."""
 
     index: int
-    image: Optional[torch.Tensor]  # (3, H, W) float32 normalized
-    image_hw: Optional[torch.Tensor]  # (2,) int64
-    original: Optional[torch.Tensor]  # (h, w, 3) uint8, for drawing; None with draw off
+    image: Optional[np.ndarray]  # (3, H, W) float32 normalized
+    image_hw: Optional[tuple[int, int]]
+    original: Optional[np.ndarray]  # (h, w, 3) uint8, for drawing; None with draw off
     error: Optional[str]
+
+
+class _Batch(NamedTuple):
+    """Items collated in the worker: one tensor for the batch (one shared-memory block to hand
+    over, not one per image), originals as plain arrays."""
+
+    indices: list[int]  # of the readable items
+    images: torch.Tensor  # (N, 3, H, W)
+    image_hw: torch.Tensor  # (N, 2) int64
+    originals: list[Optional[np.ndarray]]
+    errors: list[tuple[int, str]]  # (index, reason) of the unreadable ones
 
 
 class ImageFiles(Dataset):
@@ -193,12 +204,15 @@ class ImageFiles(Dataset):
         except ImageReadError as err:
             return _Item(i, None, None, None, str(err))
         batch, image_hw = preprocess([array], self.cfg)
-        original = torch.from_numpy(array) if self.keep_original else None
-        return _Item(i, batch[0], image_hw[0], original, None)
+        return _Item(i, batch[0].numpy(), tuple(image_hw[0].tolist()), array if self.keep_original else None, None)
 
 
-def _as_list(items: list) -> list:
-    return items
+def _collate(items: list[_Item]) -> _Batch:
+    ok = [item for item in items if item.error is None]
+    images = torch.from_numpy(np.stack([item.image for item in ok])) if ok else torch.empty(0)
+    image_hw = torch.tensor([item.image_hw for item in ok], dtype=torch.int64).reshape(-1, 2)
+    return _Batch([item.index for item in ok], images, image_hw, [item.original for item in ok],
+                  [(item.index, item.error) for item in items if item.error is not None])
 
 
 def run_predict(predictor: Predictor, inputs: Sequence[str | Path], out_dir: str | Path, *,
@@ -268,38 +282,34 @@ def _predict_images(predictor: Predictor, todo: list[InputFile], ids: dict[str, 
     if not todo:
         return 0
     dataset = ImageFiles([f.path for f in todo], predictor.cfg, keep_original=draw)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_as_list,
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
                         prefetch_factor=2 if workers else None)
     classes = predictor.cfg.classes
     count = 0
     pending: list[tuple[list, list[dict]]] = []  # (save futures, the lines to write once saved)
     bar = tqdm(total=len(todo), unit="img", desc="predict", disable=None if progress is None else not progress)
     with _drawers(workers) as drawer, _network_threads(predictor, workers):
-        for items in loader:
-            lines, futures = [], []
-            ok = [item for item in items if item.error is None]
-            for item in items:
-                if item.error is not None:
-                    log.warning("skipping %s", item.error)
-                    skipped.append((todo[item.index].path, item.error))
-                    lines.append({"file_name": todo[item.index].name, "source": str(todo[item.index].path),
-                                  "error": item.error})
-            if ok:
-                detections = predictor.predict_batch(torch.stack([it.image for it in ok]),
-                                                     torch.stack([it.image_hw for it in ok]))
-                for item, dets in zip(ok, detections):
-                    file = todo[item.index]
-                    lines.append(_image_line(file, ids[file.name], item.image_hw, dets, category_ids))
+        for batch in loader:
+            lines, jobs = [], []
+            for index, error in batch.errors:
+                log.warning("skipping %s", error)
+                skipped.append((todo[index].path, error))
+                lines.append({"file_name": todo[index].name, "source": str(todo[index].path), "error": error})
+            if batch.indices:
+                detections = predictor.predict_batch(batch.images, batch.image_hw)
+                for index, image_hw, original, dets in zip(batch.indices, batch.image_hw, batch.originals,
+                                                           detections):
+                    file = todo[index]
+                    lines.append(_image_line(file, ids[file.name], image_hw, dets, category_ids))
                     if draw:
-                        futures.append(drawer.submit(_draw_and_save, item.original.numpy(),
-                                                     Detections(*(t.numpy() for t in dets)), classes,
-                                                     draw_score, out_dir / file.name))
+                        jobs.append((original, Detections(*(t.numpy() for t in dets)), out_dir / file.name))
                         written.append(out_dir / file.name)
-                count += len(ok)
+                count += len(batch.indices)
+            futures = [drawer.submit(_draw_and_save, jobs, classes, draw_score)] if jobs else []
             pending.append((futures, lines))
             while len(pending) > _IN_FLIGHT:
                 _finish(pending.pop(0), stream)
-            bar.update(len(items))
+            bar.update(len(batch.indices) + len(batch.errors))
         while pending:
             _finish(pending.pop(0), stream)
     bar.close()
@@ -343,8 +353,10 @@ def _image_line(file: InputFile, image_id: int, image_hw: torch.Tensor, detectio
             "detections": [{k: r[k] for k in ("category_id", "bbox", "score")} for r in rows]}
 
 
-def _draw_and_save(image: np.ndarray, detections, classes: Sequence[str], draw_score: float, path: Path) -> None:
-    save_image(draw_detections(image, detections, classes, min_score=draw_score), path)
+def _draw_and_save(jobs: list, classes: Sequence[str], draw_score: float) -> None:
+    """Draw and save a batch's pictures: jobs of (image, detections, path)."""
+    for image, detections, path in jobs:
+        save_image(draw_detections(image, detections, classes, min_score=draw_score), path)
 
 
 def save_image(image: Image.Image, path: Path) -> None:
