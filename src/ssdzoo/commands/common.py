@@ -22,5 +22,5 @@ def load_config_for_weights(config: str, overrides, weights):
         return load_config(config, overrides)
     cfg = tensorflow_config(load_config(config), weights, overrides)
     print(f"{weights}: a TensorFlow OD API model; using its layers and numerics "
-          f"({cfg.num_classes - 1} classes, {cfg.image_size[0]}x{cfg.image_size[1]} input)")
+          f"({cfg.num_classes - 1} class(es), {cfg.image_size[0]}x{cfg.image_size[1]} input)")
     return cfg

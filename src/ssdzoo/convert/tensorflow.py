@@ -151,13 +151,14 @@ def _graph_facts(graph) -> dict:
 
 
 def _pipeline_config_facts(prefix: Path) -> dict:
-    """Input size, class count and NMS threshold from a ``pipeline.config`` next to (or one
-    folder above) a checkpoint, as the TF zoo's archives ship it; {} when there is none."""
-    for folder in (prefix.parent, prefix.parent.parent):
+    """Input size and NMS threshold from a ``pipeline.config`` next to a checkpoint or up to two
+    folders above it, where the TF zoo's archives ship it (``checkpoint/``, ``saved_model/variables/``
+    beside it); {} when there is none."""
+    for folder in (prefix.parent, prefix.parent.parent, prefix.parent.parent.parent):
         config = folder / "pipeline.config"
         if config.is_file():
             text = config.read_text(encoding="utf-8", errors="replace")
-            facts = {"pipeline_config": str(config)}
+            facts = {}
             size = re.search(r"fixed_shape_resizer\s*\{\s*height:\s*(\d+)\s*width:\s*(\d+)", text)
             if size:
                 facts["image_size"] = (int(size.group(1)), int(size.group(2)))

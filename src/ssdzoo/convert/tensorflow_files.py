@@ -35,6 +35,15 @@ fields read here are declared, the others are skipped)::
     BundleEntryProto  { DataType dtype = 1; TensorShapeProto shape = 2; int32 shard_id = 3;
                         int64 offset = 4; int64 size = 5; fixed32 crc32c = 6;
                         repeated TensorSliceProto slices = 7; }
+    TrackableObjectGraph { repeated TrackableObject nodes = 1; }   (TF2's object graph)
+    TrackableObject   { repeated ObjectReference children = 1; repeated SerializedTensor attributes = 2; }
+    ObjectReference   { int32 node_id = 1; string local_name = 2; }
+    SerializedTensor  { string name = 1; string full_name = 2; string checkpoint_key = 3; }
+
+A TF2 checkpoint keys each variable by its first path from the root object; a SavedModel's
+``variables/`` keys them by whatever path its exporter met first (``_model/_box_predictor/
+variables/0``). ``object_paths`` recovers the path through named attributes from the object
+graph stored in the bundle, so both read with the same names.
 
 The bundle's CRC32C checksums are not verified (Python's standard library has no CRC32C);
 every offset and size is checked against the files, so a truncated file is still an error.
@@ -143,6 +152,13 @@ def _message_classes() -> dict[str, type]:
     message("MetaGraphDef", [("graph_def", 2, msg_t, optional, ".ssdzoo_tf.GraphDef")])
     message("SavedModel", [("saved_model_schema_version", 1, i64, optional),
                            ("meta_graphs", 2, msg_t, repeated, ".ssdzoo_tf.MetaGraphDef")])
+    graph = message("TrackableObjectGraph", [("nodes", 1, msg_t, repeated, ".ssdzoo_tf.TrackableObjectGraph.Node")])
+    node_msg = message("Node", [("children", 1, msg_t, repeated, ".ssdzoo_tf.TrackableObjectGraph.Node.Ref"),
+                                ("attributes", 2, msg_t, repeated, ".ssdzoo_tf.TrackableObjectGraph.Node.Tensor")],
+                       parent=graph)
+    message("Ref", [("node_id", 1, i32, optional), ("local_name", 2, s, optional)], parent=node_msg)
+    message("Tensor", [("name", 1, s, optional), ("full_name", 2, s, optional), ("checkpoint_key", 3, s, optional)],
+            parent=node_msg)
     message("BundleHeaderProto", [("num_shards", 1, i32, optional), ("endianness", 2, i32, optional)])
     message("BundleEntryProto", [
         ("dtype", 1, i32, optional), ("shape", 2, msg_t, optional, ".ssdzoo_tf.TensorShapeProto"),
@@ -151,7 +167,7 @@ def _message_classes() -> dict[str, type]:
 
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
-    names = ("GraphDef", "SavedModel", "TensorProto", "BundleHeaderProto", "BundleEntryProto")
+    names = ("GraphDef", "SavedModel", "TensorProto", "BundleHeaderProto", "BundleEntryProto", "TrackableObjectGraph")
     return {n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"ssdzoo_tf.{n}")) for n in names}
 
 
@@ -255,6 +271,36 @@ def _looks_like_graph(graph) -> bool:
     return len(graph.node) > 0 and all(n.name and n.op for n in graph.node[:50])
 
 
+# ---- TF2 object graphs ---------------------------------------------------------------------
+
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+# Containers that list objects already reachable by name (Keras' variable lists and layer lists)
+AGGREGATE_EDGES = {"variables", "trainable_variables", "non_trainable_variables", "keras_api",
+                   "_self_saveable_object_factories", "layer_metrics", "signatures"}
+
+
+def object_paths(serialized: bytes, source: str = "checkpoint") -> dict[str, str]:
+    """{checkpoint key: the key through named attributes} for the variables of a TF2 object
+    graph: a breadth-first walk from the root that skips Keras' aggregate lists
+    (``AGGREGATE_EDGES``), as a ``tf.train.Checkpoint`` of the same objects keys them."""
+    graph = _parse("TrackableObjectGraph", serialized, f"{source}: {OBJECT_GRAPH_KEY}")
+    if not graph.nodes:
+        return {}
+    paths, queue = {0: ""}, [0]
+    for node_id in queue:  # grows while walked: breadth first
+        if node_id >= len(graph.nodes):
+            raise TFFileError(f"{source}: {OBJECT_GRAPH_KEY} refers to object {node_id} of {len(graph.nodes)}")
+        for child in graph.nodes[node_id].children:
+            if child.local_name not in AGGREGATE_EDGES and child.node_id not in paths:
+                paths[child.node_id] = f"{paths[node_id]}{child.local_name}/"
+                queue.append(child.node_id)
+    renamed = {}
+    for node_id, path in paths.items():
+        for attribute in graph.nodes[node_id].attributes:
+            renamed[attribute.checkpoint_key] = f"{path}.ATTRIBUTES/{attribute.name}"
+    return renamed
+
+
 # ---- tensor bundles --------------------------------------------------------------------------
 
 def bundle_prefix(path: str | Path) -> Optional[Path]:
@@ -269,7 +315,8 @@ def bundle_prefix(path: str | Path) -> Optional[Path]:
     if path.with_name(path.name + ".index").is_file():
         return path
     if path.is_dir():
-        for candidate in ("variables/variables", "checkpoint/ckpt-0", "model.ckpt", "ckpt-0"):
+        for candidate in ("variables/variables", "checkpoint/ckpt-0", "saved_model/variables/variables",
+                          "model.ckpt", "ckpt-0"):
             if (path / (candidate + ".index")).is_file():
                 return path / candidate
         found = sorted(path.glob("*.index")) + sorted(path.glob("*/*.index"))
@@ -318,6 +365,9 @@ def read_tf_checkpoint(path: str | Path) -> TFCheckpoint:
             strings[name] = _bundle_strings(raw, int(np.prod(shape, dtype=np.int64)), name, index_path)
             continue
         tensors[name] = _bundle_tensor(raw, entry.dtype, shape, name, index_path)
+    if OBJECT_GRAPH_KEY in strings and strings[OBJECT_GRAPH_KEY]:
+        renamed = object_paths(strings[OBJECT_GRAPH_KEY][0], str(index_path))
+        tensors = {renamed.get(k, k): v for k, v in tensors.items()}
     return TFCheckpoint(tensors, strings)
 
 

@@ -346,11 +346,13 @@ def family_rules(family: str, *, num_levels: int, num_backbone_levels: int = 3, 
 
 
 def normalize_name(name: str) -> str:
-    """A TF2 object-graph key as a path below the model (``model/`` and the suffix removed);
-    TF1 names as they are."""
+    """A TF2 object-graph key as a path below the model (``model/`` of a checkpoint,
+    ``_model/`` of a SavedModel, and the suffix removed); TF1 names as they are."""
     if name.endswith(TF2_SUFFIX):
         name = name[:-len(TF2_SUFFIX)]
-        return name[len("model/"):] if name.startswith("model/") else name
+        for root in ("model/", "_model/"):
+            if name.startswith(root):
+                return name[len(root):]
     return name
 
 
