@@ -33,13 +33,14 @@ def record(tmp_path_factory, synth_data) -> dict:
     and torchvision inference, box ops."""
     out = tmp_path_factory.mktemp("bench") / "out" / "bench.json"
     assert main(["benchmark", TINY, "--quick", "--threads", "1", "--batch", "2", "--throughput-batch", "2",
-                 "--data", str(synth_data), "--workers", "0", "--json", str(out)]) == 0
+                 "--data", str(synth_data), "--workers", "0", "--predict-images", str(synth_data / "train2017"),
+                 "--predict-workers", "0", "--json", str(out)]) == 0
     assert not [p for p in out.parent.iterdir() if p.name != out.name]  # no temporary file left
     return json.loads(out.read_text())
 
 
 def test_record_has_every_measurement(record):
-    assert set(record) == {"settings", "machine", "training", "inference", "box_ops", "targets"}
+    assert set(record) == {"settings", "machine", "training", "inference", "box_ops", "predict", "comparisons"}
     assert record["settings"]["configs"] == [TINY]
     assert record["machine"]["torch_threads"] == 1
 
@@ -52,19 +53,46 @@ def test_record_has_every_measurement(record):
     assert loader["images"] == 4 and loader["img_per_s"] > 0 and 0 <= loader["data_wait_share"] <= 1
 
     inference = record["inference"]
-    names = {f"{TINY} PyTorch", f"{TINY} onnxruntime + postprocess", f"{TINY} onnxruntime --nms", TORCHVISION_NAME}
+    names = {f"{TINY} PyTorch", f"{TINY} onnxruntime + postprocess", f"{TINY} onnxruntime --nms",
+             f"{TINY} onnxruntime int8 + postprocess", TORCHVISION_NAME}
     assert set(inference["latency_batch1"]) == names == set(inference["throughput"]["variants"])
     assert inference["throughput"]["batch"] == 2
-    # the three ssdzoo paths give the same detections
-    assert len({inference["latency_batch1"][n]["detections"] for n in names - {TORCHVISION_NAME}}) == 1
-    assert len(inference["parts_batch1"]) == 3
+    # the three float ssdzoo paths give the same detections
+    float_names = names - {TORCHVISION_NAME, f"{TINY} onnxruntime int8 + postprocess"}
+    assert len({inference["latency_batch1"][n]["detections"] for n in float_names}) == 1
+    assert len(inference["parts_batch1"]) == 5  # PyTorch's 3 stages, float32 and int8 graphs alone
 
     box_ops = record["box_ops"][TINY]
     assert box_ops["encode"]["labels_identical"]
     assert all(case["identical"] for case in box_ops["postprocess"]["cases"].values())
 
-    assert {t["goal"] for t in record["targets"]} == {"<= 1.0", "<= 0.5", ">= 1.0"}
-    assert "targets (issue 5)" in format_table(record)
+    predict = record["predict"][TINY]
+    assert predict["images"] == 4 and set(predict["variants"]) == {
+        "plain loop, drawing", "predict (0 workers), drawing", "plain loop, --no-draw", "predict (0 workers), --no-draw"}
+    assert all(v["img_per_s"] > 0 for v in predict["variants"].values())
+
+    # a quick run names each comparison and its goal, but judges none
+    goals = {c["what"]: c["goal"] for c in record["comparisons"]}
+    assert goals == {
+        f"{TINY} PyTorch batch-1 latency / torchvision's": "<= 1.0",
+        f"{TINY} onnxruntime (faster float graph) batch-1 latency / torchvision's": "<= 0.5",
+        f"{TINY} training img/s / torchvision's (batch 2)": ">= 1.0",
+        f"{TINY} int8 / float32 onnxruntime batch-1 latency (graph alone)": "<= 0.6",
+        f"{TINY} predict img/s / the plain loop's, drawing": ">= 1.5",
+        f"{TINY} predict img/s / the plain loop's, --no-draw": ">= 1.5"}
+    assert all(c["verdict"] == "too few steps to judge" and c["met"] is None for c in record["comparisons"])
+    table = format_table(record)
+    assert "too few steps to judge" in table and "comparisons" in table
+    assert "issue" not in table and " met" not in table
+
+
+def test_verdicts_need_enough_timed_calls():
+    from ssdzoo.bench.runner import _ratio
+
+    many, few = {"median_ms": 5.0, "calls": 50}, {"median_ms": 5.0, "calls": 4}
+    assert _ratio("x", many, {"median_ms": 10.0, "calls": 50}, at_most=0.6)["verdict"] == "met"
+    assert _ratio("x", many, {"median_ms": 6.0, "calls": 50}, at_most=0.6)["verdict"] == "not met"
+    assert _ratio("x", few, {"median_ms": 10.0, "calls": 50}, at_most=0.6)["verdict"] == "too few steps to judge"
 
 
 def test_loader_run_takes_the_datasets_classes(synth_data):
@@ -80,7 +108,7 @@ def test_parts_can_be_left_out(tmp_path):
     assert main(["benchmark", TINY, "--quick", "--threads", "1", "--no-onnx", "--no-torchvision", "--no-box-ops",
                  "--no-channels-last", "--throughput-batch", "1", "--json", str(out)]) == 0
     record = json.loads(out.read_text())
-    assert "box_ops" not in record and record["targets"] == []
+    assert "box_ops" not in record and "predict" not in record and record["comparisons"] == []
     assert list(record["inference"]["latency_batch1"]) == [f"{TINY} PyTorch"]
     assert record["training"]["channels_last"] is False
 

@@ -41,13 +41,16 @@ def test_predict_writes_images_and_coco_json(inputs, cfg, model, tmp_path, capsy
     checkpoint, folder, extra = inputs
     out = tmp_path / "out"
     code = main(["predict", str(TINY_CONFIG), "--checkpoint", str(checkpoint), str(folder), str(extra),
-                 "--out", str(out), "--score", "0.3", *SET])
+                 "--out", str(out), "--score", "0.5", *SET])
     assert code == 0
     assert "broken.jpg" in caplog.text and "not a readable image" in caplog.text
     assert "skipped 1" in capsys.readouterr().out
 
-    assert sorted(p.name for p in out.iterdir()) == ["detections.json", "extra.png", "park.png", "street.jpg"]
-    for name, size in (("street.jpg", (64, 48)), ("park.png", (80, 96)), ("extra.png", (50, 70))):
+    # names relative to the inputs' common folder (tmp_path): images/..., extra.png
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["detections.json", "detections.jsonl", "extra.png", "images/park.png", "images/street.jpg",
+                       "predict_run.json"]
+    for name, size in (("images/street.jpg", (64, 48)), ("images/park.png", (80, 96)), ("extra.png", (50, 70))):
         with Image.open(out / name) as drawn:
             assert drawn.format == ("JPEG" if name.endswith(".jpg") else "PNG")
             assert drawn.size == size
@@ -55,15 +58,70 @@ def test_predict_writes_images_and_coco_json(inputs, cfg, model, tmp_path, capsy
     rows = json.loads((out / "detections.json").read_text())
     assert rows and {tuple(sorted(r)) for r in rows} == {
         ("bbox", "category_id", "file_name", "image_id", "score")}
-    assert {r["file_name"] for r in rows} <= {"street.jpg", "park.png", "extra.png"}
-    assert all(r["score"] > 0.3 and 1 <= r["category_id"] <= 3 for r in rows)
+    assert {r["file_name"] for r in rows} <= {"images/street.jpg", "images/park.png", "extra.png"}
+    assert all(r["score"] > cfg.min_score and 1 <= r["category_id"] <= 3 for r in rows)
     assert all(w >= 0 and h >= 0 and x >= 0 and y >= 0 for r in rows for x, y, w, h in [r["bbox"]])
 
-    # the JSON holds exactly what the Predictor finds at that threshold
-    expected = Predictor(cfg, model, min_score=0.3).predict(
-        [np.asarray(Image.open(p).convert("RGB")) for p in collect_images([folder, extra])
-         if p.name != "broken.jpg"])
+    # the JSON holds everything the Predictor finds at the config's min_score ...
+    files = [p for p in collect_images([folder, extra]) if p.name != "broken.jpg"]
+    pictures = [np.asarray(Image.open(p).convert("RGB")) for p in files]
+    expected = Predictor(cfg.replace(max_boxes=50), model).predict(pictures)
     assert len(rows) == sum(len(d.scores) for d in expected)
+    assert any(float(s) <= 0.5 for d in expected for s in d.scores)  # some under the drawing threshold
+    # ... and the pictures show only the boxes over --score (PNG: pixel for pixel)
+    k = [p.name for p in files].index("park.png")
+    want = np.asarray(draw_detections(pictures[k], expected[k], cfg.classes, min_score=0.5))
+    assert (np.asarray(Image.open(out / "images/park.png")) == want).all()
+
+    lines = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
+    assert sorted(line["file_name"] for line in lines) == ["extra.png", "images/broken.jpg", "images/park.png",
+                                                           "images/street.jpg"]
+    (error,) = [line for line in lines if "error" in line]
+    assert "not a readable image" in error["error"]
+
+
+def test_same_names_in_different_folders_are_told_apart(inputs, tmp_path):
+    checkpoint, folder, _ = inputs
+    for side in ("a", "b/deeper"):
+        (tmp_path / side).mkdir(parents=True)
+        Image.open(folder / "park.png").save(tmp_path / side / "bus.png")
+    out = tmp_path / "out"
+    assert main(["predict", str(TINY_CONFIG), "--checkpoint", str(checkpoint), str(tmp_path / "a"),
+                 str(tmp_path / "b"), "--out", str(out), *SET]) == 0
+    assert (out / "a" / "bus.png").is_file() and (out / "b" / "deeper" / "bus.png").is_file()
+    rows = json.loads((out / "detections.json").read_text())
+    assert {r["file_name"] for r in rows} == {"a/bus.png", "b/deeper/bus.png"}
+    assert len({r["image_id"] for r in rows}) == 2
+
+
+def test_no_draw_writes_the_detections_only(inputs, tmp_path):
+    checkpoint, folder, _ = inputs
+    out = tmp_path / "out"
+    assert main(["predict", str(TINY_CONFIG), "--checkpoint", str(checkpoint), str(folder), "--out", str(out),
+                 "--no-draw", "--workers", "0", *SET]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["detections.json", "detections.jsonl", "predict_run.json"]
+
+
+def test_score_out_of_range_names_the_option(inputs, tmp_path, capsys):
+    checkpoint, folder, _ = inputs
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(TINY_CONFIG), "--checkpoint", str(checkpoint), str(folder), "--out",
+              str(tmp_path / "out"), "--score", "2"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--score" in err and "[0, 1]" in err and "got 2" in err and "min_score" not in err
+
+
+def test_nothing_readable_is_an_error_with_the_reason(inputs, tmp_path, capsys):
+    checkpoint, _, _ = inputs
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping list")
+    out = tmp_path / "out"
+    code = main(["predict", str(TINY_CONFIG), "--checkpoint", str(checkpoint), str(notes), "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no input could be read" in err and "notes.txt" in err and "not a readable image" in err
+    assert not (out / "detections.json").exists()
 
 
 def test_predict_missing_input_is_a_clear_error(inputs, tmp_path, capsys):

@@ -49,8 +49,8 @@ def run_demo(out_dir: str | Path = "runs/demo", *, seed: int = 0, overrides: Seq
     metrics_path = write_metrics_json(stats, out_dir / "metrics.json", config="demo", checkpoint=checkpoint)
 
     images = collect_images([raw / "val2017"])[:num_predictions]
-    predictor = Predictor(cfg, model, device=str(device), min_score=picture_score)
-    predictions = run_predict(predictor, images, out_dir / "predictions")
+    predictor = Predictor(cfg, model, device=str(device))
+    predictions = run_predict(predictor, images, out_dir / "predictions", draw_score=picture_score)
     minutes = (time.perf_counter() - start) / 60
     print(format_table(stats))
     print(f"\ndemo finished in {minutes:.1f} min: AP {stats['AP']:.3f}, AP50 {stats['AP50']:.3f}")
@@ -58,7 +58,7 @@ def run_demo(out_dir: str | Path = "runs/demo", *, seed: int = 0, overrides: Seq
     print(f"  curves        {out_dir / 'curves.png'}")
     print(f"  checkpoint    {checkpoint}")
     print(f"  predictions   {predictions.json_path.parent}/ ({len(predictions.written)} images, "
-          f"scores > {picture_score})")
+          f"boxes drawn over {picture_score})")
     return {"stats": stats, "checkpoint": checkpoint, "metrics": str(metrics_path), "minutes": minutes,
             "predictions": [str(p) for p in predictions.written]}
 

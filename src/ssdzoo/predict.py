@@ -1,25 +1,46 @@
-"""`ssdzoo predict`: image files -> pictures with their detections drawn + one COCO results JSON.
+"""`ssdzoo predict`: images and videos -> detections streamed to disk, pictures with boxes drawn.
 
-Inputs are files or folders (a folder means every image file directly in it). A file that is
-not a readable image is skipped with a message naming it. Outputs, in the output folder:
-each image with boxes, class names and scores drawn (same format for .jpg/.jpeg/.png inputs,
-PNG otherwise), and ``detections.json`` in COCO results format, each row
-{"image_id", "file_name", "category_id", "bbox": [x, y, w, h] pixels, "score"}.
-Every file is written to a temporary name and renamed, so no half-written file is left.
+Inputs are files or folders (a folder means every image and video file under it, subfolders
+included, hidden names left out). A file that can't be read is reported and skipped.
+
+    decode + resize   ``workers`` loader processes, a few batches ahead of the network
+    network + NMS     the main process, ``batch_size`` images at a time (``Predictor``); on the
+                      CPU with at most (cores - workers) torch threads, so that the network's
+                      threads don't wait for descheduled ones
+    draw + save       ``workers`` more processes (a thread with ``workers`` 0) beside the network
+    results           one line per input appended to detections.jsonl as each batch is done
+                      (``predict_stream``), detections.json (COCO results) written at the end
+
+Output names keep each input's path relative to the inputs' common folder (a folder given as
+input is its own root), so ``a/bus.jpg`` and ``b/bus.jpg`` stay apart, and its format where
+PIL writes it (JPEG, PNG, BMP, WebP, TIFF; PNG otherwise; videos as MP4, see ``video``).
+``detections.json`` names each result by that output name. Boxes are drawn above
+``draw_score``; the JSON files keep everything the predictor returns (scores above its
+``min_score``). Every drawn file is written to a temporary name and renamed.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import json
 import logging
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, NamedTuple, Optional, Sequence
+import multiprocessing
+import os
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence
 
+import numpy as np
+import torch
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_json
 from .engine.evaluate import coco_results
-from .inference import ImageReadError, Predictor, load_image
+from .inference import ImageReadError, Predictor, load_image, preprocess
+from .postprocess import Detections
+from .predict_stream import JSONL_NAME, RUN_NAME, ResultStream, read_lines
 from .visualize import draw_detections
 
 if TYPE_CHECKING:
@@ -28,27 +49,94 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-_KEEP_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+KEEP_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
+               ".tif": "TIFF", ".tiff": "TIFF"}
+JSON_NAME = "detections.json"
+DEFAULT_DRAW_SCORE = 0.3  # the viewing threshold of drawn pictures (ultralytics draws from 0.25)
+_IN_FLIGHT = 2  # batches being drawn and saved while the next one runs through the network
+
+
+class InputFile(NamedTuple):
+    """One input and where its results go."""
+
+    path: Path  # as given (or found in a given folder)
+    name: str  # its output name under the output folder (posix path), format suffix applied
+    kind: str  # "image" or "video"
 
 
 class PredictSummary(NamedTuple):
-    written: list[Path]  # drawn images, in input order
-    skipped: list[Path]  # inputs that were not readable images
-    num_detections: int
+    images: int  # images predicted by this run
+    resumed: int  # inputs already done by an earlier run (``resume``)
+    written: list[Path]  # drawn images and videos this run wrote, in input order
+    skipped: list[tuple[Path, str]]  # inputs that could not be read, with the reason
+    num_detections: int  # rows in detections.json (every image of the folder's results)
     json_path: Path
+    jsonl_path: Path
+    videos: int = 0  # videos predicted by this run
+
+
+def collect_inputs(paths: Sequence[str | Path], *, exclude: Optional[str | Path] = None) -> list[InputFile]:
+    """Files as given (in order), each folder expanded to its image and video files (sorted by
+    path, subfolders included, hidden names and anything under ``exclude`` left out), each with
+    its output name: the path relative to the inputs' common folder."""
+    excluded = Path(exclude).resolve() if exclude is not None else None
+    found: list[tuple[Path, Path]] = []  # (file, root: the folder its name is relative to)
+    for path in map(Path, paths):
+        if path.is_dir():
+            root = path.resolve()
+            for file in sorted(_walk(path)):
+                if excluded is None or not _is_under(file.resolve(), excluded):
+                    found.append((file, root))
+        elif path.is_file():
+            found.append((path, path.resolve().parent))
+        else:
+            raise FileNotFoundError(f"no such image or video file or folder: {path}")
+    roots = {root for _, root in found}
+    common = Path(os.path.commonpath([str(r) for r in roots])) if roots else Path()
+    inputs, seen, used = [], set(), {JSON_NAME, JSONL_NAME, RUN_NAME}
+    for file, _ in found:
+        resolved = file.resolve()
+        if resolved in seen:  # the same file twice (a file and its folder): once
+            continue
+        seen.add(resolved)
+        kind = "video" if file.suffix.lower() in VIDEO_SUFFIXES else "image"
+        relative = PurePosixPath(resolved.relative_to(common).as_posix())
+        if kind == "video":
+            relative = relative.with_suffix(".mp4")
+        elif file.suffix.lower() not in KEEP_FORMAT:
+            relative = relative.with_suffix(".png")
+        inputs.append(InputFile(file, _unique(relative, used), kind))
+    return inputs
 
 
 def collect_images(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given (in order), each folder expanded to its image files (sorted by name)."""
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"no such image file or folder: {path}")
+    """The image files of ``paths`` (as ``collect_inputs`` finds them), videos left out."""
+    return [f.path for f in collect_inputs(paths) if f.kind == "image"]
+
+
+def _walk(folder: Path) -> list[Path]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        files += [Path(dirpath, f) for f in filenames if not f.startswith(".")
+                  and f.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES)]
     return files
+
+
+def _is_under(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _unique(name: PurePosixPath, used: set[str]) -> str:
+    """``name``, or ``stem_1.ext``, ``stem_2.ext`` ... when two inputs map to one output name."""
+    candidate, k = str(name), 1
+    while candidate in used or f"{PurePosixPath(candidate).with_suffix('')}.jsonl" in used:
+        candidate, k = str(name.with_name(f"{name.stem}_{k}{name.suffix}")), k + 1
+    used.add(candidate)
+    if name.suffix == ".mp4":  # a video's frames go to NAME.jsonl beside it
+        used.add(f"{PurePosixPath(candidate).with_suffix('')}.jsonl")
+    return candidate
 
 
 def image_ids(files: Sequence[Path]) -> list[int]:
@@ -80,56 +168,210 @@ def read_category_ids(path: str | Path, cfg: "Config") -> list[int]:
                      "annotation file with 'categories'")
 
 
+class _Item(NamedTuple):
+    """A loader item: one decoded, preprocessed image (or why it couldn't be read)."""
+
+    index: int
+    image: Optional[np.ndarray]  # (3, H, W) float32 normalized
+    image_hw: Optional[tuple[int, int]]
+    original: Optional[np.ndarray]  # (h, w, 3) uint8, for drawing; None with draw off
+    error: Optional[str]
+
+
+class _Batch(NamedTuple):
+    """Items collated in the worker: one tensor for the batch (one shared-memory block to hand
+    over, not one per image), originals as plain arrays."""
+
+    indices: list[int]  # of the readable items
+    images: torch.Tensor  # (N, 3, H, W)
+    image_hw: torch.Tensor  # (N, 2) int64
+    originals: list[Optional[np.ndarray]]
+    errors: list[tuple[int, str]]  # (index, reason) of the unreadable ones
+
+
+class ImageFiles(Dataset):
+    """Image files -> ``_Item``s, decoded and preprocessed (in the loader's workers)."""
+
+    def __init__(self, files: Sequence[Path], cfg: "Config", *, keep_original: bool):
+        self.files, self.cfg, self.keep_original = list(files), cfg, keep_original
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> _Item:
+        try:
+            array = load_image(self.files[i])
+        except ImageReadError as err:
+            return _Item(i, None, None, None, str(err))
+        batch, image_hw = preprocess([array], self.cfg)
+        return _Item(i, batch[0].numpy(), tuple(image_hw[0].tolist()), array if self.keep_original else None, None)
+
+
+def _collate(items: list[_Item]) -> _Batch:
+    ok = [item for item in items if item.error is None]
+    images = torch.from_numpy(np.stack([item.image for item in ok])) if ok else torch.empty(0)
+    image_hw = torch.tensor([item.image_hw for item in ok], dtype=torch.int64).reshape(-1, 2)
+    return _Batch([item.index for item in ok], images, image_hw, [item.original for item in ok],
+                  [(item.index, item.error) for item in items if item.error is not None])
+
+
 def run_predict(predictor: Predictor, inputs: Sequence[str | Path], out_dir: str | Path, *,
-                category_ids: Optional[Sequence[int]] = None, batch_size: int = 8,
-                progress: Optional[Callable[[int, int], None]] = None) -> PredictSummary:
-    """Predict on every image in ``inputs``, write the drawn images and detections.json."""
+                category_ids: Optional[Sequence[int]] = None, batch_size: int = 8, workers: int = 0,
+                draw: bool = True, draw_score: float = DEFAULT_DRAW_SCORE, resume: bool = False,
+                every: int = 1, progress: Optional[bool] = None, settings: Optional[dict] = None) -> PredictSummary:
+    """Predict on every image and video of ``inputs`` into ``out_dir`` (layout in the module
+    docstring). ``workers`` loader processes decode images (0: in this process); ``every``: one
+    video frame in K; ``progress``: a bar (None: on a terminal). ``settings`` (e.g. the weights)
+    join the predictor's in predict_run.json, which ``resume`` checks. Raises ValueError when no
+    input could be read."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
-    files = collect_images(inputs)
-    if not files:
-        raise ValueError(f"no image files in {', '.join(map(str, inputs))}")
-    ids = image_ids(files)
+    if every < 1:
+        raise ValueError(f"--every {every}: must be at least 1")
     out_dir = Path(out_dir)
+    files = collect_inputs(inputs, exclude=out_dir)
+    if not files:
+        raise ValueError(f"no image or video files in {', '.join(map(str, inputs))}")
+    images = [f for f in files if f.kind == "image"]
+    ids = dict(zip((f.name for f in images), image_ids([f.path for f in images])))
     out_dir.mkdir(parents=True, exist_ok=True)
-    used_names: set[str] = set()
-    written, skipped, results = [], [], []
-    for start in range(0, len(files), batch_size):
-        chunk = []
-        for file, image_id in zip(files[start:start + batch_size], ids[start:start + batch_size]):
-            try:
-                chunk.append((file, image_id, load_image(file)))
-            except ImageReadError as err:
-                log.warning("skipping %s", err)
-                skipped.append(file)
-        if chunk:
-            detections = predictor.predict([image for _, _, image in chunk], batch_size=batch_size)
-            results += coco_results(detections, [image_id for _, image_id, _ in chunk], category_ids,
-                                    file_names=[file.name for file, _, _ in chunk])
-            for (file, image_id, image), dets in zip(chunk, detections):
-                drawn = draw_detections(image, dets, predictor.cfg.classes)
-                written.append(_save_image(drawn, out_dir, file, used_names))
-        if progress is not None:
-            progress(min(start + batch_size, len(files)), len(files))
-    json_path = out_dir / "detections.json"
-    _atomic_write(json_path, lambda f: f.write(json.dumps(results).encode("utf-8")))
-    return PredictSummary(written, skipped, len(results), json_path)
+    cfg = predictor.cfg
+    run_settings = {"min_score": predictor.min_score, "nms_threshold": cfg.nms_threshold,
+                    "max_boxes": cfg.max_boxes, "image_size": list(cfg.image_size), "classes": list(cfg.classes),
+                    "category_ids": list(category_ids) if category_ids is not None else None,
+                    "every": every, **(settings or {})}
+    skipped: list[tuple[Path, str]] = []
+    written: list[Path] = []
+    with ResultStream(out_dir, run_settings, resume=resume) as stream:
+        todo = [f for f in images if f.name not in stream.done]
+        done_images = _predict_images(predictor, todo, ids, out_dir, stream, category_ids=category_ids,
+                                      batch_size=batch_size, workers=workers, draw=draw, draw_score=draw_score,
+                                      progress=progress, skipped=skipped, written=written)
+        videos = [f for f in files if f.kind == "video" and f.name not in stream.done]
+        done_videos = 0
+        if videos:
+            from .video import VideoReadError, predict_video
+
+            for video in videos:
+                try:
+                    line = predict_video(predictor, video.path, out_dir=out_dir, name=video.name, every=every,
+                                         batch_size=batch_size, draw=draw, draw_score=draw_score,
+                                         category_ids=category_ids, progress=progress)
+                except VideoReadError as err:
+                    log.warning("skipping %s", err)
+                    skipped.append((video.path, str(err)))
+                    stream.append([{"file_name": video.name, "source": str(video.path), "error": str(err)}])
+                    continue
+                stream.append([line])
+                done_videos += 1
+                if draw:
+                    written.append(out_dir / video.name)
+        resumed = len(stream.done)
+    if done_images + done_videos + resumed == 0:
+        reasons = "; ".join(reason for _, reason in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
+        raise ValueError(f"no input could be read: {reasons}")
+    json_path, count = write_coco_json(out_dir, [f.name for f in images])
+    return PredictSummary(done_images, resumed, written, skipped, count, json_path, out_dir / JSONL_NAME,
+                          done_videos)
 
 
-def _save_image(image: Image.Image, out_dir: Path, source: Path, used_names: set[str]) -> Path:
-    """Save under the source's name (made unique within this run), keeping JPEG/PNG."""
-    suffix = source.suffix.lower() if source.suffix.lower() in _KEEP_FORMAT else ".png"
-    name, k = f"{source.stem}{suffix}", 1
-    while name in used_names:
-        name, k = f"{source.stem}_{k}{suffix}", k + 1
-    used_names.add(name)
-    path = out_dir / name
-    options = {"quality": 95} if _KEEP_FORMAT.get(suffix, "PNG") == "JPEG" else {}
-    _atomic_write(path, lambda f: image.save(f, format=_KEEP_FORMAT.get(suffix, "PNG"), **options))
-    return path
+def _predict_images(predictor: Predictor, todo: list[InputFile], ids: dict[str, int], out_dir: Path,
+                    stream: ResultStream, *, category_ids, batch_size: int, workers: int, draw: bool,
+                    draw_score: float, progress: Optional[bool], skipped: list, written: list) -> int:
+    """The images of ``todo`` through loader -> network -> drawing -> stream; how many were read."""
+    if not todo:
+        return 0
+    dataset = ImageFiles([f.path for f in todo], predictor.cfg, keep_original=draw)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+                        prefetch_factor=2 if workers else None)
+    classes = predictor.cfg.classes
+    count = 0
+    pending: list[tuple[list, list[dict]]] = []  # (save futures, the lines to write once saved)
+    bar = tqdm(total=len(todo), unit="img", desc="predict", disable=None if progress is None else not progress)
+    with _drawers(workers) as drawer, _network_threads(predictor, workers):
+        for batch in loader:
+            lines, jobs = [], []
+            for index, error in batch.errors:
+                log.warning("skipping %s", error)
+                skipped.append((todo[index].path, error))
+                lines.append({"file_name": todo[index].name, "source": str(todo[index].path), "error": error})
+            if batch.indices:
+                detections = predictor.predict_batch(batch.images, batch.image_hw)
+                for index, image_hw, original, dets in zip(batch.indices, batch.image_hw, batch.originals,
+                                                           detections):
+                    file = todo[index]
+                    lines.append(_image_line(file, ids[file.name], image_hw, dets, category_ids))
+                    if draw:
+                        jobs.append((original, Detections(*(t.numpy() for t in dets)), out_dir / file.name))
+                        written.append(out_dir / file.name)
+                count += len(batch.indices)
+            futures = [drawer.submit(_draw_and_save, jobs, classes, draw_score)] if jobs else []
+            pending.append((futures, lines))
+            while len(pending) > _IN_FLIGHT:
+                _finish(pending.pop(0), stream)
+            bar.update(len(batch.indices) + len(batch.errors))
+        while pending:
+            _finish(pending.pop(0), stream)
+    bar.close()
+    return count
 
 
-def _atomic_write(path: Path, write: Callable) -> None:
-    """Write through ``write(file)``; the file appears whole under ``path`` or not at all."""
+def _drawers(workers: int) -> concurrent.futures.Executor:
+    """Where pictures are drawn and saved: ``workers`` processes, or a thread for 0. Forked
+    (where the platform can) so that they start at once; they use PIL and numpy only."""
+    if workers == 0:
+        return concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+
+
+@contextlib.contextmanager
+def _network_threads(predictor: Predictor, workers: int):
+    """At most (cores - workers) torch threads for a CPU network while workers run (restored)."""
+    before = torch.get_num_threads()
+    on_cpu = predictor.device.type == "cpu" and not hasattr(predictor.network, "session")
+    if workers and on_cpu:
+        torch.set_num_threads(min(before, max(1, (os.cpu_count() or 1) - workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _finish(batch: tuple[list, list[dict]], stream: ResultStream) -> None:
+    """Wait for a batch's pictures to be saved, then record its lines (a line means done)."""
+    futures, lines = batch
+    for future in futures:
+        future.result()  # re-raises a failed save
+    stream.append(lines)
+
+
+def _image_line(file: InputFile, image_id: int, image_hw: torch.Tensor, detections, category_ids) -> dict:
+    rows = coco_results([detections], [image_id], category_ids)
+    return {"file_name": file.name, "source": str(file.path), "image_id": image_id,
+            "height": int(image_hw[0]), "width": int(image_hw[1]),
+            "detections": [{k: r[k] for k in ("category_id", "bbox", "score")} for r in rows]}
+
+
+def _draw_and_save(jobs: list, classes: Sequence[str], draw_score: float) -> None:
+    """Draw and save a batch's pictures: jobs of (image, detections, path)."""
+    for image, detections, path in jobs:
+        save_image(draw_detections(image, detections, classes, min_score=draw_score), path)
+
+
+def save_image(image: Image.Image, path: Path) -> None:
+    """Save atomically in the format of ``path``'s suffix (JPEG at quality 95)."""
+    image_format = KEEP_FORMAT.get(path.suffix.lower(), "PNG")
+    options = {"quality": 95} if image_format == "JPEG" else {}
     with atomic_path(path, durable=False) as tmp, open(tmp, "wb") as f:
-        write(f)
+        image.save(f, format=image_format, **options)
+
+
+def write_coco_json(out_dir: Path, names: Sequence[str]) -> tuple[Path, int]:
+    """detections.json (COCO results: every image line of detections.jsonl, in ``names``'
+    order) written atomically; (its path, its number of rows)."""
+    lines = {line["file_name"]: line for line in read_lines(out_dir / JSONL_NAME)
+             if "detections" in line}
+    rows = [{"image_id": line["image_id"], "file_name": name, **det}
+            for name in names if (line := lines.get(name)) is not None for det in line["detections"]]
+    return write_json(out_dir / JSON_NAME, rows, indent=None, durable=False), len(rows)

@@ -3,7 +3,8 @@
 Variants, timed in interleaved rounds in one process (``timing.interleaved``):
 - ssdzoo ``Predictor`` with PyTorch (resize, normalize, model, decode, the seed's NMS);
 - the same with onnxruntime on ``ssdzoo export``'s plain graph (``ssdzoo.postprocess`` after
-  it) and on its ``--nms`` graph, exported once to a temporary folder;
+  it), on its ``--nms`` graph, and (CPU) on the plain graph quantized to int8 (``ssdzoo.quantize``,
+  calibrated on synthetic pictures), exported once to a temporary folder;
 - torchvision's ssdlite320_mobilenet_v3_large through its own pipeline (its transform
   resizes to 320x320 and normalizes; its post-processing keeps scores over 0.001, the top 300
   per class, batched NMS, 300 detections at most).
@@ -36,6 +37,8 @@ from .timing import interleaved, synchronizer
 log = logging.getLogger(__name__)
 
 TORCHVISION_NAME = "torchvision ssdlite320_mobilenet_v3_large"
+FLOAT_LABEL, INT8_LABEL = "onnxruntime + postprocess", "onnxruntime int8 + postprocess"
+GRAPH_PART = ": graph alone"  # parts_batch1 suffix: session.run of an onnxruntime variant
 IMAGE_HW = (480, 640)
 _PRIOR_LOGIT = -4.595  # sigmoid = 0.01, under every recipe's min_score
 # regime -> what it puts on the class logits: "sparse": no score over min_score (the network
@@ -78,17 +81,29 @@ def regime_model(cfg: Config, regime: str, *, seed: int = 0) -> Detector:
 
 
 def onnx_predictors(model: Detector, cfg: Config, folder: Path, *, name: str, device: str,
-                    threads: Optional[int]) -> dict[str, Predictor]:
-    """``model`` exported as the plain and the --nms graph into ``folder``, each in a Predictor
+                    threads: Optional[int], int8: bool = False) -> dict[str, Predictor]:
+    """``model`` exported as the plain and the --nms graph into ``folder`` (and with ``int8``
+    the plain graph quantized, calibrated on 12 synthetic pictures), each in a Predictor
     (onnxruntime with ``threads`` intra-op threads; None: its default)."""
     predictors = {}
     for nms, label in ((False, "onnxruntime + postprocess"), (True, "onnxruntime --nms")):
         path = export_onnx(model, cfg, folder / f"{Path(name).stem}{'_nms' if nms else ''}.onnx", nms=nms)
-        predictor = Predictor(cfg, onnx_path=path, device=device)
-        if threads is not None:
-            _limit_onnx_threads(predictor, path, threads)
-        predictors[f"{name} {label}"] = predictor
+        predictors[f"{name} {label}"] = _onnx_predictor(cfg, path, device, threads)
+        if int8 and not nms:
+            from ..quantize import Calibration, quantize_onnx
+
+            pictures = [image for seed in range(4) for image in synthetic_images(seed=seed)]
+            calibration = Calibration(*preprocess(pictures, cfg), source="12 synthetic pictures")
+            int8_path = quantize_onnx(path, folder / f"{Path(name).stem}.int8.onnx", calibration)
+            predictors[f"{name} {INT8_LABEL}"] = _onnx_predictor(cfg, int8_path, device, threads)
     return predictors
+
+
+def _onnx_predictor(cfg: Config, path: Path, device: str, threads: Optional[int]) -> Predictor:
+    predictor = Predictor(cfg, onnx_path=path, device=device)
+    if threads is not None:
+        _limit_onnx_threads(predictor, path, threads)
+    return predictor
 
 
 def _limit_onnx_threads(predictor: Predictor, path: Path, threads: int) -> None:
@@ -123,7 +138,7 @@ class TorchvisionPredictor:
 
 
 def bench_inference(cfgs: dict[str, Config], device: torch.device, *, regime: str = "busy",
-                    channels_last: bool = True, onnx: bool = True, torchvision: bool = True,
+                    channels_last: bool = True, onnx: bool = True, int8: bool = True, torchvision: bool = True,
                     threads: Optional[int] = None, throughput_batch: int = 32, rounds: int = 5,
                     calls_per_round: int = 10, warmup: int = 3, throughput_rounds: int = 5) -> dict:
     """Latency at batch 1 and images/s at ``throughput_batch`` of every variant, interleaved;
@@ -146,8 +161,10 @@ def bench_inference(cfgs: dict[str, Config], device: torch.device, *, regime: st
                 else:
                     log.info("exporting %s to ONNX (plain and --nms graphs)", name)
                     for label, p in onnx_predictors(model, cfg, Path(tmp), name=name, device=str(device),
-                                                    threads=threads).items():
+                                                    threads=threads, int8=int8 and device.type == "cpu").items():
                         predictors[label] = _whole_batches(p)
+                        if label.endswith((FLOAT_LABEL, INT8_LABEL)):
+                            parts[label + GRAPH_PART] = _graph_alone(p, image)
         if torchvision:
             first = next(iter(cfgs.values()))
             predictors[TORCHVISION_NAME] = TorchvisionPredictor(first.num_classes, device,
@@ -193,6 +210,12 @@ def _torch_parts(predictor: Predictor, image: np.ndarray, name: str) -> dict[str
     return {f"{name} PyTorch: preprocess": lambda: preprocess([image], cfg),
             f"{name} PyTorch: network + decode": network,
             f"{name} PyTorch: NMS": nms}
+
+
+def _graph_alone(predictor: Predictor, image: np.ndarray) -> Callable[[], object]:
+    """One session.run of an onnxruntime predictor's plain graph on the preprocessed picture."""
+    batch, _ = preprocess([image], predictor.cfg)
+    return lambda: predictor.network(batch)
 
 
 def _whole_batches(predictor: Predictor) -> Callable[[list[np.ndarray]], list]:

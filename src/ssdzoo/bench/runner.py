@@ -6,7 +6,11 @@ process, next to torchvision's ssdlite320_mobilenet_v3_large; a table and a JSON
     inference   batch-1 latency and batch-32 images/s end to end (``inference_speed``)
     box ops     target encoding and post-processing per image against the seed's numpy
                 algorithms, results checked identical (``box_ops``)
-    targets     the ratios issue 5 asks of ssd_mobilenetv3 (or of each config) against torchvision
+    predict     with ``predict_images``: ``ssdzoo predict`` images/s over a folder against a
+                plain one-process loop (``predict_speed``)
+    comparisons the ratios with their goals: each config against torchvision's model, int8
+                against float32 onnxruntime, predict against the plain loop; a verdict only
+                where both sides were timed often enough (``MIN_CALLS``)
 """
 
 from __future__ import annotations
@@ -28,13 +32,16 @@ from ..atomic import write_json
 from ..config import Config, load_config
 from ..inference import resolve_device
 from .box_ops import POSTPROCESS_CASES, bench_encode, bench_postprocess
-from .inference_speed import TORCHVISION_NAME, bench_inference
+from .inference_speed import FLOAT_LABEL, GRAPH_PART, INT8_LABEL, TORCHVISION_NAME, bench_inference, regime_model
 from .timing import torch_threads
 from .train_speed import bench_loader_training, bench_training
 
 log = logging.getLogger(__name__)
 
 LOADED = 1.5  # load average over which the figures are marked as from a loaded machine
+MIN_CALLS = 10  # timed calls (training steps, inference calls) a ratio needs for a verdict
+MIN_PREDICT_IMAGES = 200  # images x rounds per predict variant for a verdict
+TOO_FEW = "too few steps to judge"
 
 
 @dataclass(frozen=True)
@@ -77,8 +84,11 @@ class BenchSettings:
     rounds: Optional[int] = None  # interleaved rounds of training and inference timing
     quick: bool = False
     onnx: bool = True
+    int8: bool = True  # the int8 onnxruntime variant (CPU)
     torchvision: bool = True
     box_ops: bool = True
+    predict_images: Optional[str] = None  # a folder: also time `ssdzoo predict` over it
+    predict_workers: Optional[int] = None  # its loader workers; None: predict's default
 
 
 def run_benchmark(settings: BenchSettings) -> dict:
@@ -108,16 +118,26 @@ def run_benchmark(settings: BenchSettings) -> dict:
                 for name, cfg in cfgs.items()}
         results["inference"] = bench_inference(
             cfgs, device, regime=settings.regime, channels_last=settings.channels_last, onnx=settings.onnx,
-            torchvision=settings.torchvision, threads=settings.threads,
+            int8=settings.int8, torchvision=settings.torchvision, threads=settings.threads,
             throughput_batch=settings.throughput_batch, rounds=repeats.infer_rounds,
             calls_per_round=repeats.infer_calls_per_round, warmup=repeats.infer_warmup,
             throughput_rounds=repeats.throughput_rounds)
         if settings.box_ops:
             results["box_ops"] = {name: _box_ops(name, cfg, repeats, threads, quick=settings.quick)
                                   for name, cfg in cfgs.items()}
+        if settings.predict_images:
+            from ..inference import Predictor
+            from .predict_speed import bench_predict
+
+            results["predict"] = {
+                name: bench_predict(Predictor(cfg, regime_model(cfg, settings.regime), device=str(device),
+                                              channels_last=settings.channels_last),
+                                    settings.predict_images, workers=settings.predict_workers,
+                                    rounds=1 if settings.quick else 2)
+                for name, cfg in cfgs.items()}
     results["machine"]["load_average"] = {"before": load_before, "after": _load_average()}
     results["machine"]["loaded"] = max(load_before[0], _load_average()[0]) > LOADED
-    results["targets"] = targets(results)
+    results["comparisons"] = comparisons(results)
     return results
 
 
@@ -134,29 +154,51 @@ def _box_ops(name: str, cfg: Config, repeats: Repeats, threads: int, *, quick: b
                                              thread_counts=(threads,))}
 
 
-def targets(results: dict) -> list[dict]:
-    """Issue 5's ratios for each config against torchvision, where both were measured."""
+def comparisons(results: dict) -> list[dict]:
+    """Ratios with their goals, where both sides were measured: each config against
+    torchvision's ssdlite320 (latency, training), int8 against float32 onnxruntime (the graph
+    alone, batch 1), ``ssdzoo predict`` against the plain loop (images/s)."""
     rows = []
     latency = results["inference"]["latency_batch1"]
+    parts = results["inference"]["parts_batch1"]
     training = results["training"]["variants"]
-    if TORCHVISION_NAME not in latency:
-        return rows
-    reference_ms = latency[TORCHVISION_NAME]["median_ms"]
     for name in results["settings"]["configs"]:
-        rows.append(_target(f"{name} PyTorch batch-1 latency / torchvision's",
-                            latency[f"{name} PyTorch"]["median_ms"] / reference_ms, at_most=1.0))
-        onnx = [v["median_ms"] for k, v in latency.items() if k.startswith(f"{name} onnxruntime")]
-        if onnx:
-            rows.append(_target(f"{name} onnxruntime (faster graph) batch-1 latency / torchvision's",
-                                min(onnx) / reference_ms, at_most=0.5))
-        rows.append(_target(f"{name} training img/s / torchvision's (batch {results['training']['batch']})",
-                            training[name]["img_per_s"] / training[TORCHVISION_NAME]["img_per_s"], at_least=1.0))
+        if TORCHVISION_NAME in latency:
+            reference = latency[TORCHVISION_NAME]
+            rows.append(_ratio(f"{name} PyTorch batch-1 latency / torchvision's", latency[f"{name} PyTorch"],
+                               reference, at_most=1.0))
+            onnx = [v for k, v in latency.items() if k.startswith(f"{name} onnxruntime") and INT8_LABEL not in k]
+            if onnx:
+                fastest = min(onnx, key=lambda v: v["median_ms"])
+                rows.append(_ratio(f"{name} onnxruntime (faster float graph) batch-1 latency / torchvision's",
+                                   fastest, reference, at_most=0.5))
+            rows.append(_ratio(f"{name} training img/s / torchvision's (batch {results['training']['batch']})",
+                               training[TORCHVISION_NAME]["step"], training[name]["step"], at_least=1.0))
+        int8, float32 = parts.get(f"{name} {INT8_LABEL}{GRAPH_PART}"), parts.get(f"{name} {FLOAT_LABEL}{GRAPH_PART}")
+        if int8 and float32:
+            rows.append(_ratio(f"{name} int8 / float32 onnxruntime batch-1 latency (graph alone)", int8, float32,
+                               at_most=0.6))
+        predict = results.get("predict", {}).get(name)
+        if predict:
+            enough = predict["images"] * predict["rounds"] >= MIN_PREDICT_IMAGES and predict["rounds"] >= 2
+            for key, label in (("speedup_drawing", "drawing"), ("speedup_no_draw", "--no-draw")):
+                rows.append(_verdict(f"{name} predict img/s / the plain loop's, {label}", predict[key],
+                                     at_least=1.5, enough=enough))
     return rows
 
 
-def _target(what: str, ratio: float, *, at_most: Optional[float] = None, at_least: Optional[float] = None) -> dict:
+def _ratio(what: str, timing: dict, reference: dict, **goal) -> dict:
+    """``timing`` / ``reference`` (median ms; for img/s goals pass the reference first)."""
+    enough = min(timing["calls"], reference["calls"]) >= MIN_CALLS
+    return _verdict(what, timing["median_ms"] / reference["median_ms"], enough=enough, **goal)
+
+
+def _verdict(what: str, ratio: float, *, enough: bool, at_most: Optional[float] = None,
+             at_least: Optional[float] = None) -> dict:
     goal, met = (f"<= {at_most}", ratio <= at_most) if at_most is not None else (f">= {at_least}", ratio >= at_least)
-    return {"what": what, "ratio": round(ratio, 3), "goal": goal, "met": bool(met)}
+    verdict = ("met" if met else "not met") if enough else TOO_FEW
+    return {"what": what, "ratio": round(ratio, 3), "goal": goal, "met": bool(met) if enough else None,
+            "verdict": verdict}
 
 
 def machine(device: torch.device, threads: int) -> dict:
@@ -206,7 +248,7 @@ def write_results(path: str | Path, results: dict) -> Path:
 
 
 def format_table(results: dict) -> str:
-    """The record as a readable table: training, inference, box ops, targets."""
+    """The record as a readable table: training, inference, box ops, predict, comparisons."""
     m, s = results["machine"], results["settings"]
     load = m["load_average"]["before"][0], m["load_average"]["after"][0]
     lines = [f"ssdzoo benchmark on {m['device']} ({m.get('gpu', m['cpu'])}, {m['cpu_count']} cores), "
@@ -251,8 +293,12 @@ def format_table(results: dict) -> str:
             t = next(iter(timings.values()))
             lines.append(f"  {label:<56}{t['seed_ms_per_image']:>11.3f}{t['ssdzoo_ms_per_image']:>10.3f}"
                          f"{t['speedup']:>8.1f}x  {same}")
-    if results["targets"]:
-        lines += ["", "targets (issue 5)"]
-        lines += [f"  {t['what']:<78} {t['ratio']:>6.2f}  goal {t['goal']:<7} {'met' if t['met'] else 'NOT MET'}"
-                  for t in results["targets"]]
+    for name, p in results.get("predict", {}).items():
+        title = f"predict over {p['folder']} ({p['images']} images, batch {p['batch']}), end to end"
+        lines += ["", f"{title:<58}{'img/s':>11}"]
+        lines += [f"  {variant:<56}{v['img_per_s']:>11.1f}" for variant, v in p["variants"].items()]
+    if results["comparisons"]:
+        lines += ["", f"{'comparisons':<80}{'ratio':>6}  goal"]
+        lines += [f"  {c['what']:<78} {c['ratio']:>6.2f}  {c['goal']:<7} {c['verdict']}"
+                  for c in results["comparisons"]]
     return "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "training, inference and box-op speed next to torchvision's ssdlite320"
+HELP = "training, inference (PyTorch, onnxruntime float32 and int8), box-op and predict speed"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -14,7 +14,8 @@ def run(args: argparse.Namespace) -> int:
         configs=tuple(args.configs), overrides=tuple(args.set), device=args.device, batch=args.batch,
         throughput_batch=args.throughput_batch, data=args.data, workers=args.workers, threads=args.threads,
         channels_last=args.channels_last, regime=args.regime, rounds=args.repeats, quick=args.quick,
-        onnx=args.onnx, torchvision=args.torchvision, box_ops=args.box_ops)
+        onnx=args.onnx, int8=args.int8, torchvision=args.torchvision, box_ops=args.box_ops,
+        predict_images=args.predict_images, predict_workers=args.predict_workers)
     results = run_benchmark(settings)
     print(format_table(results))
     write_results(args.json, results)
@@ -41,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, help="interleaved timing rounds (default: 5; 2 with --quick)")
     p.add_argument("--quick", action="store_true", help="few warm-up and timed calls: a smoke run")
     p.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip the onnxruntime variants")
+    p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 onnxruntime variant")
+    p.add_argument("--predict-images", metavar="DIR",
+                   help="a folder of images: also time `ssdzoo predict` over it against a plain one-process loop")
+    p.add_argument("--predict-workers", type=int, help="predict's loader workers (default: predict's)")
     p.add_argument("--no-torchvision", dest="torchvision", action="store_false",
                    help="skip torchvision's ssdlite320_mobilenet_v3_large")
     p.add_argument("--no-box-ops", dest="box_ops", action="store_false",

@@ -14,16 +14,23 @@ HELP = "COCO mAP (overall and per class, with PR curves) of a checkpoint on the 
 def run(args: argparse.Namespace) -> int:
     from ..data import load_dataset, resolve_classes
     from ..engine.distributed import DistInfo, resolve_device
-    from ..engine.evaluate import evaluate_report, format_per_class, format_table, write_metrics_json
+    from ..engine.evaluate import (evaluate_predictor, evaluate_report, format_per_class, format_table,
+                                   write_metrics_json)
     from ..engine.pr_plot import plot_pr_curves
     from ..model import build_model
 
     cfg = resolve_classes(weights_config(args, args.checkpoint))
     device = resolve_device(cfg.device, DistInfo())
-    model = build_model(cfg, weights=args.checkpoint).to(device)
     dataset = load_dataset(cfg.data_dir, cfg, train=False, split=args.split)
-    report = evaluate_report(model, dataset, cfg, device=device, progress=sys.stderr.isatty(),
-                             voc=args.metric == "voc")
+    voc = args.metric == "voc"
+    if str(args.checkpoint).endswith(".onnx"):  # an `ssdzoo export` graph, float or int8, in onnxruntime
+        from ..inference import Predictor
+
+        predictor = Predictor.from_weights(cfg, args.checkpoint, device=str(device))
+        report = evaluate_predictor(predictor, dataset, cfg, progress=sys.stderr.isatty(), voc=voc)
+    else:
+        model = build_model(cfg, weights=args.checkpoint).to(device)
+        report = evaluate_report(model, dataset, cfg, device=device, progress=sys.stderr.isatty(), voc=voc)
     stats = report.coco.stats
     print(format_table(stats))
     print()
@@ -46,8 +53,9 @@ def _number(value) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     optional_config_args(p)
-    p.add_argument("--checkpoint", required=True, help="ssdzoo checkpoint, safetensors, MindSpore .ckpt or "
-                                                       "TensorFlow OD API graph (.pb) / checkpoint")
+    p.add_argument("--checkpoint", required=True,
+                   help="ssdzoo checkpoint, safetensors, MindSpore .ckpt, TensorFlow OD API graph (.pb) / "
+                        "checkpoint, or an .onnx file from `ssdzoo export` (float or int8, run by onnxruntime)")
     p.add_argument("--json", metavar="FILE", help="write the COCO numbers (AP, AP50, ... in 0..1) and "
                                                   "per_class {name: {AP, AP50}} here")
     p.add_argument("--pr-plot", metavar="FILE.png",

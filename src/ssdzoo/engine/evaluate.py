@@ -214,3 +214,16 @@ def evaluate_report(model: torch.nn.Module, dataset, cfg: "Config", *, device: t
     loader = make_loader(dataset, cfg, train=False)
     detections, image_ids = detect(model, loader, cfg, device, progress)
     return report_from_detections(dataset, detections, image_ids, voc=voc)
+
+
+def evaluate_predictor(predictor, dataset, cfg: "Config", *, progress: bool = True,
+                       voc: bool = False) -> EvalReport:
+    """``evaluate_report`` for an ``ssdzoo.inference.Predictor`` (e.g. an .onnx graph, float or
+    int8, in onnxruntime), through the same loader and preprocessing as ``evaluate``."""
+    from ..data import make_loader
+
+    detections, image_ids = [], []
+    for batch in tqdm(make_loader(dataset, cfg, train=False), desc="eval", leave=False, disable=not progress):
+        detections += predictor.predict_batch(batch.images, batch.image_hw)
+        image_ids += batch.image_ids.tolist()
+    return report_from_detections(dataset, detections, image_ids, voc=voc)
