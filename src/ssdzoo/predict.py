@@ -25,7 +25,6 @@ import concurrent.futures
 import contextlib
 import json
 import logging
-import multiprocessing
 import os
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence
@@ -42,6 +41,7 @@ from .inference import ImageReadError, Predictor, load_image, preprocess
 from .postprocess import Detections
 from .predict_stream import JSONL_NAME, RUN_NAME, ResultStream, read_lines
 from .visualize import draw_detections
+from .workers import process_pool
 
 if TYPE_CHECKING:
     from .config import Config
@@ -317,12 +317,11 @@ def _predict_images(predictor: Predictor, todo: list[InputFile], ids: dict[str, 
 
 
 def _drawers(workers: int) -> concurrent.futures.Executor:
-    """Where pictures are drawn and saved: ``workers`` processes, or a thread for 0. Forked
-    (where the platform can) so that they start at once; they use PIL and numpy only."""
+    """Where pictures are drawn and saved: ``workers`` processes, or a thread for 0. They use
+    PIL and numpy only."""
     if workers == 0:
         return concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+    return process_pool(workers)
 
 
 @contextlib.contextmanager

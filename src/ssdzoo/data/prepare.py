@@ -13,10 +13,8 @@ run leaves the previous dataset (or nothing) in place.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 from itertools import islice
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -25,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import atomic_folder, write_json
+from ..workers import process_pool
 from .coco import annotation_path, is_training_split, read_coco_json
 from .images import ImageFile, ImageFileError, read_image_file
 from .index import IndexBuilder, SourceSplit, candidate_images, check_size, class_counts, summary_counts
@@ -258,7 +257,7 @@ def _read_all(paths: list[str], workers: int) -> Iterator[ImageFile | str]:
         yield from map(_read_one, paths)
         return
     chunks = (paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK))
-    pool = _pool(workers)
+    pool = process_pool(workers)  # forked: shares the parsed json; the workers touch no torch state
     try:
         # a bounded window of chunks in flight keeps memory flat however slow the writer is
         pending = deque(pool.submit(_read_chunk, c) for c in islice(chunks, workers * _WINDOW))
@@ -272,9 +271,3 @@ def _read_all(paths: list[str], workers: int) -> Iterator[ImageFile | str]:
 
 def _read_chunk(paths: list[str]) -> list[ImageFile | str]:
     return [_read_one(p) for p in paths]
-
-
-def _pool(workers: int) -> ProcessPoolExecutor:
-    # fork starts workers at once and shares the parsed json; the workers touch no torch state
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))

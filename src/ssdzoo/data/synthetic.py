@@ -20,7 +20,6 @@ from __future__ import annotations
 import colorsys
 import io
 import math
-import multiprocessing
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from ..atomic import atomic_folder, write_bytes, write_json
+from ..workers import process_pool
 
 SHAPES = ("circle", "square", "triangle")  # labels 1, 2, 3 (COCO category ids 1, 2, 3)
 SPLITS = {"train2017": 0, "val2017": 1}  # split -> stream number in the seed
@@ -91,8 +91,8 @@ def _write_synthetic(out: Path, *, seed: int, num_train: int, num_val: int, spec
                    disable=None if progress is None else not progress)
         results = []
         if workers > 1:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                for result in pool.imap(_write_image, jobs, chunksize=16):
+            with process_pool(workers) as pool:
+                for result in pool.map(_write_image, jobs, chunksize=16):
                     results.append(result)
                     bar.update()
         else:
