@@ -145,3 +145,28 @@ def test_backbone_pretrained_offline_without_cache_is_one_clear_error(tmp_path, 
         ssdzoo.build_model(cfg)
     with pytest.raises(ssdzoo.config.ConfigError, match="set one"):
         tiny_config("backbone_pretrained=true", "backbone_ckpt_path=x.safetensors")
+
+
+def test_weights_with_resume_auto_start_a_run_once_then_it_continues(six_class_checkpoint, tmp_path):
+    """A requeued fine-tuning job (`--resume auto --weights FILE`) starts from FILE only when
+    there is nothing to continue; afterwards its own checkpoint wins."""
+    path, source = six_class_checkpoint
+    other = tmp_path / "other.pt"
+    cfg = tiny_config(*SIX)
+    save_checkpoint({"model": tiny_model(cfg, seed=2).state_dict(), "config": cfg.to_dict()}, other)
+    data = tmp_path / "shapes"
+    make_synthetic_coco(data, seed=2, num_train=8, num_val=0, progress=False,
+                        spec=SynthSpec(min_side=64, max_side=80, min_object=12.0))
+    run = tmp_path / "run"
+    args = ["train", str(TINY_CONFIG), f"data_dir={data}", f"ckpt_save_dir={run}", "lr=0", "lr_init=0",
+            "freeze_bn=true", "epoch_size=2", "--epochs", "1", "--resume", "auto"]
+    assert main([*args, "--weights", str(path)]) == 0
+    first = load_checkpoint(run / "last.pt")
+    assert first["epoch"] == 1
+    assert torch.equal(first["model"]["backbone.model.conv_stem.weight"], source["backbone.model.conv_stem.weight"])
+    assert main([*args, "--weights", str(other)]) == 0  # continues epoch 2 from last.pt; other.pt unused
+    second = load_checkpoint(run / "last.pt")
+    assert second["epoch"] == 2
+    for name, value in second["model"].items():
+        if not name.endswith("num_batches_tracked"):
+            assert torch.equal(value, first["model"][name]), name
