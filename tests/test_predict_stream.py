@@ -100,3 +100,14 @@ def test_output_folder_inside_the_input_folder_is_not_read(predictor, folder, tm
     run_predict(predictor, [root], root / "preds", workers=0)
     summary = run_predict(predictor, [root], root / "preds", workers=0)  # again: its own pictures stay out
     assert summary.images == NUM_IMAGES // 2
+
+
+@pytest.mark.parametrize("cores, draw, expected", [(1, True, 0), (2, True, 1), (2, False, 0), (4, True, 2),
+                                                   (4, False, 2), (16, True, 2)])
+def test_default_workers_leave_a_cpu_network_on_two_cores_alone(predictor, monkeypatch, cores, draw, expected):
+    # on 2 cores the network's threads already use both: loader processes beside them were
+    # measured slower than none, one drawing process faster for photo-sized pictures (README)
+    monkeypatch.setattr("ssdzoo.predict.available_cores", lambda: cores)
+    from ssdzoo.predict import default_workers
+
+    assert default_workers(predictor, draw=draw) == expected

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .atomic import atomic_path, write_json
+from .data.dataset import available_cores
 from .engine.evaluate import coco_results
 from .inference import ImageReadError, Predictor, load_image, preprocess
 from .postprocess import Detections
@@ -179,14 +180,35 @@ class _Item(NamedTuple):
 
 
 class _Batch(NamedTuple):
-    """Items collated in the worker: one tensor for the batch (one shared-memory block to hand
-    over, not one per image), originals as plain arrays."""
+    """Items collated in the worker. The network inputs are one tensor and the pictures to draw
+    on one flat uint8 tensor: one shared-memory block each per batch, handed from the loader
+    to this process and on to a drawing process without a copy (pickled arrays were measured
+    slower for 640x480 pictures)."""
 
     indices: list[int]  # of the readable items
     images: torch.Tensor  # (N, 3, H, W)
     image_hw: torch.Tensor  # (N, 2) int64
-    originals: list[Optional[np.ndarray]]
+    originals: Optional["_Pictures"]  # None with draw off
     errors: list[tuple[int, str]]  # (index, reason) of the unreadable ones
+
+
+class _Pictures(NamedTuple):
+    """A batch's decoded pictures, (h, w, 3) uint8 each, back to back in one tensor."""
+
+    pixels: torch.Tensor  # (sum of h * w * 3,) uint8
+    shapes: list[tuple[int, int]]  # (h, w) of each
+
+    @classmethod
+    def pack(cls, arrays: list[np.ndarray]) -> "_Pictures":
+        flat = np.concatenate([a.reshape(-1) for a in arrays]) if arrays else np.empty(0, np.uint8)
+        return cls(torch.from_numpy(flat), [a.shape[:2] for a in arrays])
+
+    def unpack(self) -> list[np.ndarray]:
+        pixels, start, arrays = self.pixels.numpy(), 0, []
+        for h, w in self.shapes:
+            arrays.append(pixels[start:start + h * w * 3].reshape(h, w, 3))
+            start += h * w * 3
+        return arrays
 
 
 class ImageFiles(Dataset):
@@ -211,7 +233,8 @@ def _collate(items: list[_Item]) -> _Batch:
     ok = [item for item in items if item.error is None]
     images = torch.from_numpy(np.stack([item.image for item in ok])) if ok else torch.empty(0)
     image_hw = torch.tensor([item.image_hw for item in ok], dtype=torch.int64).reshape(-1, 2)
-    return _Batch([item.index for item in ok], images, image_hw, [item.original for item in ok],
+    pictures = _Pictures.pack([item.original for item in ok]) if ok and ok[0].original is not None else None
+    return _Batch([item.index for item in ok], images, image_hw, pictures,
                   [(item.index, item.error) for item in items if item.error is not None])
 
 
@@ -290,22 +313,23 @@ def _predict_images(predictor: Predictor, todo: list[InputFile], ids: dict[str, 
     bar = tqdm(total=len(todo), unit="img", desc="predict", disable=None if progress is None else not progress)
     with _drawers(workers) as drawer, _network_threads(predictor, workers):
         for batch in loader:
-            lines, jobs = [], []
+            lines, detections_drawn, paths = [], [], []
             for index, error in batch.errors:
                 log.warning("skipping %s", error)
                 skipped.append((todo[index].path, error))
                 lines.append({"file_name": todo[index].name, "source": str(todo[index].path), "error": error})
             if batch.indices:
                 detections = predictor.predict_batch(batch.images, batch.image_hw)
-                for index, image_hw, original, dets in zip(batch.indices, batch.image_hw, batch.originals,
-                                                           detections):
+                for index, image_hw, dets in zip(batch.indices, batch.image_hw, detections):
                     file = todo[index]
                     lines.append(_image_line(file, ids[file.name], image_hw, dets, category_ids))
                     if draw:
-                        jobs.append((original, Detections(*(t.numpy() for t in dets)), out_dir / file.name))
-                        written.append(out_dir / file.name)
+                        detections_drawn.append(Detections(*(t.numpy() for t in dets)))
+                        paths.append(out_dir / file.name)
                 count += len(batch.indices)
-            futures = [drawer.submit(_draw_and_save, jobs, classes, draw_score)] if jobs else []
+            written += paths
+            futures = ([drawer.submit(_draw_and_save, batch.originals, detections_drawn, paths, classes, draw_score)]
+                       if paths else [])
             pending.append((futures, lines))
             while len(pending) > _IN_FLIGHT:
                 _finish(pending.pop(0), stream)
@@ -314,6 +338,18 @@ def _predict_images(predictor: Predictor, todo: list[InputFile], ids: dict[str, 
             _finish(pending.pop(0), stream)
     bar.close()
     return count
+
+
+def default_workers(predictor: Predictor, *, draw: bool = True) -> int:
+    """``--workers``' default: 2 processes; for a CPU network on 2 cores or fewer, 1 when
+    drawing and none without. There the network's threads already use every core: a loader
+    process beside them was measured slower than none, but drawing and saving in one beside the
+    network pays for photo-sized pictures (README, Predict: measured)."""
+    cores = available_cores()
+    on_cpu = predictor.device.type == "cpu" or hasattr(predictor.network, "session")
+    if on_cpu and cores <= 2:
+        return 1 if draw and cores == 2 else 0
+    return min(2, cores)
 
 
 def _drawers(workers: int) -> concurrent.futures.Executor:
@@ -330,7 +366,7 @@ def _network_threads(predictor: Predictor, workers: int):
     before = torch.get_num_threads()
     on_cpu = predictor.device.type == "cpu" and not hasattr(predictor.network, "session")
     if workers and on_cpu:
-        torch.set_num_threads(min(before, max(1, (os.cpu_count() or 1) - workers)))
+        torch.set_num_threads(min(before, max(1, available_cores() - workers)))
     try:
         yield
     finally:
@@ -352,9 +388,10 @@ def _image_line(file: InputFile, image_id: int, image_hw: torch.Tensor, detectio
             "detections": [{k: r[k] for k in ("category_id", "bbox", "score")} for r in rows]}
 
 
-def _draw_and_save(jobs: list, classes: Sequence[str], draw_score: float) -> None:
-    """Draw and save a batch's pictures: jobs of (image, detections, path)."""
-    for image, detections, path in jobs:
+def _draw_and_save(pictures: _Pictures, detections: list[Detections], paths: list[Path], classes: Sequence[str],
+                   draw_score: float) -> None:
+    """Draw and save a batch's pictures."""
+    for image, detections, path in zip(pictures.unpack(), detections, paths):
         save_image(draw_detections(image, detections, classes, min_score=draw_score), path)
 
 

@@ -3,8 +3,9 @@
     plain loop   one process: for each batch, decode and resize its files, network + NMS, draw
                  and save each picture; detections.json at the end (what predict did before it
                  ran in parallel)
-    predict      ``ssdzoo.predict.run_predict``: loader workers decode and resize ahead of the
-                 network, a thread draws and saves beside it, results streamed to JSON Lines
+    predict      ``ssdzoo.predict.run_predict`` with predict's default workers (or ``workers``):
+                 loader processes decode and resize ahead of the network, as many more draw and
+                 save beside it, results streamed to JSON Lines
 
 Both with and without drawing, same predictor, batch size and thread count; the variants run
 in turn within each round (one pass over the folder each), and each one's fastest round counts.
@@ -13,7 +14,6 @@ in turn within each round (one pass over the folder each), and each one's fastes
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Optional
 from ..atomic import write_json
 from ..engine.evaluate import coco_results
 from ..inference import ImageReadError, Predictor, load_image, preprocess
-from ..predict import DEFAULT_DRAW_SCORE, collect_inputs, image_ids, run_predict, save_image
+from ..predict import DEFAULT_DRAW_SCORE, collect_inputs, default_workers, image_ids, run_predict, save_image
 from ..visualize import draw_detections
 
 log = logging.getLogger(__name__)
@@ -57,14 +57,15 @@ def plain_loop(predictor: Predictor, folder: str | Path, out_dir: Path, *, batch
 def bench_predict(predictor: Predictor, folder: str | Path, *, batch_size: int = 8, workers: Optional[int] = None,
                   rounds: int = 2) -> dict:
     """images/s of the plain loop and of run_predict over ``folder``, drawing and not."""
-    workers = min(2, os.cpu_count() or 1) if workers is None else workers
+    drawing = default_workers(predictor, draw=True) if workers is None else workers
+    no_draw = default_workers(predictor, draw=False) if workers is None else workers
     variants = {
         "plain loop, drawing": lambda out: plain_loop(predictor, folder, out, batch_size=batch_size, draw=True),
-        f"predict ({workers} workers), drawing": lambda out: run_predict(
-            predictor, [folder], out, batch_size=batch_size, workers=workers, progress=False).images,
+        f"predict ({_workers(drawing)}), drawing": lambda out: run_predict(
+            predictor, [folder], out, batch_size=batch_size, workers=drawing, progress=False).images,
         "plain loop, --no-draw": lambda out: plain_loop(predictor, folder, out, batch_size=batch_size, draw=False),
-        f"predict ({workers} workers), --no-draw": lambda out: run_predict(
-            predictor, [folder], out, batch_size=batch_size, workers=workers, draw=False, progress=False).images,
+        f"predict ({_workers(no_draw)}), --no-draw": lambda out: run_predict(
+            predictor, [folder], out, batch_size=batch_size, workers=no_draw, draw=False, progress=False).images,
     }
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     images = 0
@@ -76,7 +77,8 @@ def bench_predict(predictor: Predictor, folder: str | Path, *, batch_size: int =
                 seconds[name].append(time.perf_counter() - start)
             log.info("predict throughput, round %d: %s %.1f images/s", round_index + 1, name,
                      images / seconds[name][-1])
-    result = {"folder": str(folder), "images": images, "batch": batch_size, "workers": workers, "rounds": rounds,
+    result = {"folder": str(folder), "images": images, "batch": batch_size, "workers": {"drawing": drawing, "no_draw": no_draw},
+              "rounds": rounds,
               "variants": {name: {"img_per_s": round(images / min(s), 2), "seconds": [round(x, 2) for x in s]}
                            for name, s in seconds.items()}}
     rates = {name: v["img_per_s"] for name, v in result["variants"].items()}
@@ -84,3 +86,7 @@ def bench_predict(predictor: Predictor, folder: str | Path, *, batch_size: int =
     result["speedup_drawing"] = round(rates[names[1]] / rates[names[0]], 3)
     result["speedup_no_draw"] = round(rates[names[3]] / rates[names[2]], 3)
     return result
+
+
+def _workers(n: int) -> str:
+    return f"{n} worker{'' if n == 1 else 's'}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from .common import load_config_for_weights
 
@@ -14,7 +13,7 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint_config import split_config_argument
     from ..config import load_config
     from ..inference import Predictor
-    from ..predict import read_category_ids, run_predict
+    from ..predict import default_workers, read_category_ids, run_predict
 
     config, args.images = split_config_argument(args.config, args.images, rest_are_overrides=False)
     if not args.images:
@@ -25,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config_for_weights(config, args.set, weights)
     predictor = Predictor.from_weights(cfg, weights, device=args.device)
     category_ids = read_category_ids(args.category_ids, cfg) if args.category_ids else None
-    workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
+    workers = args.workers if args.workers is not None else default_workers(predictor, draw=args.draw)
     summary = run_predict(predictor, args.images, args.out, category_ids=category_ids, batch_size=args.batch,
                           workers=workers, draw=args.draw, draw_score=args.score, resume=args.resume,
                           every=args.every, settings={"weights": str(weights)})
@@ -83,7 +82,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue a stopped run into the same --out: inputs already done are skipped")
     p.add_argument("--every", type=positive, default=1, metavar="K", help="videos: predict every K-th frame")
     p.add_argument("--workers", type=int, default=None,
-                   help="processes decoding and resizing images (default: 2, at most the CPU count; 0: none)")
+                   help="processes decoding and resizing images, and as many drawing (default: 2; on 2 "
+                        "cores a CPU network gets 1 when drawing, 0 with --no-draw; 0: none)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     p.add_argument("--batch", type=positive, default=8, help="images per forward pass (default: 8)")
     p.add_argument("--category-ids", help="JSON: a list of category ids for labels 1.., or a COCO "
