@@ -69,7 +69,7 @@ def test_training_state_is_dropped_and_reported(tmp_path, cfg, golden_model, io,
                     "global_step": torch.tensor([300], dtype=torch.int32)})
     path = tmp_path / "train.ckpt"
     write_ckpt(path, tensors, strings={"epoch_info": "epoch 500"})
-    with caplog.at_level(logging.INFO, logger="ssdzoo.convert.mindspore"):
+    with caplog.at_level(logging.INFO, logger="ssdzoo.convert"):
         state = mindspore_to_ssdzoo(path, golden_model, cfg)
     assert "8 tensors not used, training state" in caplog.text
     assert "moments.backbone_wrapper.backbone.net.features_0.weight" in caplog.text

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from .convert.mindspore import log_dropped, mindcv_backbone_to_timm, mindspore_to_ssdzoo
+from .convert.conversion import log_dropped
+from .convert.mindspore import mindcv_backbone_to_timm, mindspore_to_ssdzoo
 from .convert.tensorflow import is_tensorflow_file, tensorflow_to_ssdzoo
 
 if TYPE_CHECKING:

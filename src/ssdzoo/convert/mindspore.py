@@ -15,14 +15,14 @@ names it. ``convert_checkpoint`` writes the result as safetensors (``ssdzoo conv
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from ..atomic import atomic_path
+from .conversion import Conversion, complete, log_dropped
 from .mindspore_ckpt import MindSporeCheckpoint, read_mindspore_checkpoint
 from .mindspore_names import (SSD_BACKBONE_PREFIX, SSD_RULES, Mapping, apply_rules, backbone_family,
                               map_backbone)
@@ -40,12 +40,6 @@ TRAINING_STATE_NAMES = {"learning_rate", "momentum", "global_step", "weight_deca
                         "beta2_power", "scale_sense", "loss_scale", "epoch_num", "step_num",
                         "current_iterator_step", "last_overflow_iterator_step"}
 SSD_PREFIXES = ("backbone_wrapper.", "multi_box.")
-
-
-class Conversion(NamedTuple):
-    state: dict[str, Tensor]  # target state-dict name -> tensor
-    sources: dict[str, str]  # target state-dict name -> the checkpoint tag it came from
-    dropped: dict[str, str]  # checkpoint tag -> why it is not used
 
 
 def is_ssd_checkpoint(ckpt: MindSporeCheckpoint) -> bool:
@@ -135,27 +129,7 @@ def convert_ssd(ckpt: MindSporeCheckpoint, model: nn.Module, cfg: "Config",
     own = model.state_dict()
     part = _ssd_part if is_ssd_checkpoint(ckpt) else _backbone_part
     state, sources, dropped = part(ckpt, own, cfg, source)
-    for key, value in own.items():
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = torch.zeros_like(value)
-    missing = [k for k in own if k not in state]
-    if missing:
-        raise ValueError(f"{source} lacks {len(missing)} tensors of the model: {', '.join(missing[:10])}")
-    misshapen = [f"{k} {tuple(state[k].shape)} (model {tuple(own[k].shape)})"
-                 for k in own if state[k].shape != own[k].shape]
-    if misshapen:
-        raise ValueError(f"{source} does not fit {cfg.backbone}'s recipe: " + ", ".join(misshapen[:10]))
-    return Conversion({k: state[k].to(own[k].dtype) for k in own}, sources, dropped)
-
-
-def log_dropped(source: str, dropped: dict[str, str]) -> None:
-    """One log line per reason: which checkpoint tensors were not used, and why."""
-    by_reason = defaultdict(list)
-    for tag, why in dropped.items():
-        by_reason[why].append(tag)
-    for why, tags in by_reason.items():
-        shown = ", ".join(tags[:4]) + (" ..." if len(tags) > 4 else "")
-        log.info("%s: %d tensors not used, %s: %s", source, len(tags), why, shown)
+    return complete(own, state, sources, dropped, where=str(source), model=f"{cfg.backbone}'s recipe")
 
 
 def mindspore_to_ssdzoo(path: str | Path, model: "Detector", cfg: "Config") -> dict[str, Tensor]:

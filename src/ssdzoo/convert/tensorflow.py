@@ -25,12 +25,11 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, NamedTuple, Optional
 
-import torch
 from torch import Tensor, nn
 
 from ..anchors import default_boxes
 from ..config import COCO_CLASSES, config_from_dict, parse_overrides
-from .mindspore import log_dropped
+from .conversion import Conversion, complete, log_dropped
 from .tensorflow_files import TFFileError, bundle_prefix, read_tf_checkpoint, read_tf_graph
 from .tensorflow_names import (FAMILIES, apply_rules, family_rules, identify_family, normalize_name,
                                use_moving_averages, weight_names, zero_bias_targets)
@@ -96,12 +95,6 @@ class TFSource(NamedTuple):
     tensors: dict[str, Tensor]
     dropped: dict[str, str]  # entries not read as weights, with why
     facts: dict  # config values the file states (image_size, nms_threshold, backbone_bn_eps)
-
-
-class Conversion(NamedTuple):
-    state: dict[str, Tensor]  # ssdzoo state-dict name -> tensor
-    sources: dict[str, str]  # ssdzoo name -> the TensorFlow name it came from
-    dropped: dict[str, str]  # TensorFlow name -> why it is not used
 
 
 def is_tensorflow_file(path: str | Path) -> bool:
@@ -311,18 +304,7 @@ def tensorflow_to_ssdzoo(path: str | Path, model: nn.Module, cfg: "Config", *,
         raise ValueError(f"{where}: {len(extra)} weights are for layers this model lacks: "
                          + ", ".join(f"{sources[k]} -> {k}" for k in extra[:10]) + hint)
     state.update(zero_bias_targets(own, state))
-    for key, value in own.items():
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = torch.zeros_like(value)
-    missing = [k for k in own if k not in state]
-    if missing:
-        raise ValueError(f"{where} lacks {len(missing)} tensors of the model: {', '.join(missing[:10])}{hint}")
-    misshapen = [f"{sources.get(k, k)} {tuple(state[k].shape)} -> {k} (model {tuple(own[k].shape)})"
-                 for k in own if state[k].shape != own[k].shape]
-    if misshapen:
-        raise ValueError(f"{where} does not fit the config's model: " + "; ".join(misshapen[:10]) + hint)
-    dropped = {**source.dropped, **mapping.dropped}
-    return Conversion({k: state[k].to(own[k].dtype) for k in own}, sources, dropped)
+    return complete(own, state, sources, {**source.dropped, **mapping.dropped}, where=where, hint=hint)
 
 
 def convert_tensorflow(path: str | Path, cfg: "Config", out: str | Path, model: nn.Module, *,
