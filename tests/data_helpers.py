@@ -232,7 +232,8 @@ def write_yolo(root: Path, *, names_as_dict: bool = False, yaml_dir: Path | None
 
 
 # EXIF orientation -> the transpose that makes the stored pixels of an image that views as V
-STORE_TRANSPOSE = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+STORE_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90,
+                   7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}
 
 
 def oriented_jpeg(viewed: Image.Image, orientation: int) -> bytes:

@@ -177,3 +177,31 @@ def test_every_key_of_the_schema_is_used():
 def test_run_keys_are_checked(override, message):
     with pytest.raises(ConfigError, match=message):
         ssdzoo.load_config("ssd_mobilenetv2", [override])
+
+
+# what build_model reads that does not change the network: weights to start from, and training
+NOT_MODEL_KEYS = {"backbone_pretrained", "backbone_ckpt_path", "cls_prior", "bn_momentum", "expand_bn_momentum",
+                  "classes", "image_size", "use_anchor_generator", "num_ssd_boxes"}  # anchors, checked apart
+
+
+def test_every_key_the_model_is_built_from_is_checked_against_a_checkpoint():
+    """A checkpoint loaded with a config that builds other layers must be refused: every cfg key
+    the model package reads is a MODEL_KEY, or listed above as not shaping the network."""
+    import ast
+    import dataclasses
+    from pathlib import Path
+
+    from ssdzoo.checkpoint_config import check_fits
+    from ssdzoo.config import MODEL_KEYS
+
+    fields = {f.name for f in dataclasses.fields(ssdzoo.Config)}
+    read = {node.attr for path in (Path(ssdzoo.__file__).parent / "model").rglob("*.py")
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) == "cfg"} & fields
+    assert {"extras_block", "head_conv", "head_share_tower", "fpn_separable"} <= read  # the walk sees them
+    assert sorted(read - set(MODEL_KEYS) - NOT_MODEL_KEYS) == []
+    assert set(MODEL_KEYS) <= fields
+    cfg = ssdzoo.load_config("ssd_mobilenetv2")
+    with pytest.raises(ValueError, match=r"\(extras_block, head_kernel_size differ\)"):
+        check_fits(cfg, cfg.replace(extras_block="conv", head_kernel_size=3).to_dict(), "ssd_mobilenetv2", "w.pt")
+    check_fits(cfg, cfg.replace(cls_prior=0.01, bn_momentum=0.1).to_dict(), "ssd_mobilenetv2", "w.pt")

@@ -7,8 +7,8 @@ import io
 import numpy as np
 import pytest
 import torch
-from data_helpers import encode, noise_image
-from PIL import Image
+from data_helpers import encode, noise_image, oriented_jpeg
+from PIL import Image, ImageOps
 
 from ssdzoo.data.images import CropRect, decode
 from ssdzoo.data.transforms import (color_jitter, crop_boxes, eval_transform, hflip, hflip_boxes, iou_crop,
@@ -230,3 +230,23 @@ def test_eval_transform_is_resize_and_normalize():
     assert np.abs(out.image.permute(1, 2, 0).numpy() - reference).max() <= 1.01
     np.testing.assert_allclose(out.boxes_xyxy_norm, [[0.125, 0.25, 0.5, 0.5]])
     assert out.labels.tolist() == [2]
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 6, 7, 8])
+@pytest.mark.parametrize("stored_wh", [(400, 304), (403, 301)])
+def test_reduced_scale_decode_of_a_turned_jpeg_stays_on_the_upright_grid(orientation, stored_wh):
+    # a mirrored axis whose size is not a multiple of the scale puts the short block of the
+    # scaled decode at the start of the upright axis: such images decode at full scale
+    w, h = stored_wh if orientation < 5 else stored_wh[::-1]
+    data = oriented_jpeg(noise_image(14, size=(50, 38)).resize((w, h), Image.Resampling.BICUBIC), orientation)
+    assert Image.open(io.BytesIO(data)).size == stored_wh
+    decoded = decode(data, size_hw=(64, 64))
+    assert decoded.scale == (4 if stored_wh == (400, 304) else 1) and decoded.crop == CropRect(0, 0, w, h)
+    full = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    mine = decoded.image.permute(1, 2, 0).numpy().astype(float)
+    if decoded.scale == 1:
+        np.testing.assert_array_equal(mine, full)
+    else:  # each decoded pixel is close to the mean of its 4x4 block of the upright image
+        blocks = full.reshape(h // 4, 4, w // 4, 4, 3).mean(axis=(1, 3))
+        error = np.abs(mine - blocks).mean()
+        assert error < 3.0 and error < np.abs(np.roll(mine, 1, axis=1) - blocks).mean() / 2

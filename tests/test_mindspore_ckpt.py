@@ -118,3 +118,22 @@ def test_unknown_tensor_type(tmp_path):
     (tmp_path / "q.ckpt").write_bytes(value_message("q", tensor_proto([2], "Int4", b"\x12")))
     with pytest.raises(CheckpointError, match="'q' has type 'Int4'"):
         read_mindspore_checkpoint(tmp_path / "q.ckpt")
+
+
+def test_a_backbone_checkpoint_converts_without_a_model(tmp_path, capsys):
+    """A MindCV backbone .ckpt needs only the recipe's backbone: classes null (from the data)
+    is fine, and no recipe is written beside it (it is no whole model)."""
+    import mindcv_replicas as replicas
+    from safetensors.torch import load_file
+
+    from ssdzoo.cli import main
+
+    tensors = replicas.mindcv_state(replicas.randomize(replicas.MobileNetV2()))
+    write_ckpt(tmp_path / "mobilenet_v2.ckpt", tensors)
+    out = tmp_path / "backbone.safetensors"
+    assert main(["convert", str(tmp_path / "mobilenet_v2.ckpt"), "--config", "ssd_mobilenetv2", "classes=null",
+                 "--out", str(out)]) == 0
+    converted = load_file(out)
+    assert torch.equal(converted["conv_stem.weight"], tensors["features.0.weight"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backbone.safetensors", "mobilenet_v2.ckpt"]
+    assert "wrote" in capsys.readouterr().out

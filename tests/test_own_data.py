@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 import pytest
+from data_helpers import SCENES, write_voc
 from PIL import Image
-from tiny import TINY_CONFIG
+from tiny import TINY_CONFIG, make_tiny_shapes
 
 from ssdzoo.cli import main
 from ssdzoo.config import load_config
-from ssdzoo.data import load_dataset
+from ssdzoo.data import PackedSplit, load_dataset, prepare_coco, prepare_voc
 from ssdzoo.data.synthetic import SynthSpec, make_synthetic_coco
 from ssdzoo.engine.checkpoint import load_checkpoint
 
@@ -110,3 +112,57 @@ def test_class_names_that_differ_are_an_error_and_one_split_is_said_loudly(own_r
     with caplog.at_level(logging.INFO):
         dataset = load_dataset(own_run / "packed" / "train", cfg.replace(val_split="test"), False)
     assert dataset.source.endswith("train") and "WARNING" in caplog.text and "in place of 'test'" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def damaged_split(tmp_path_factory):
+    """Packed shapes whose first training image lost its JPEG header (bit rot in a shard).
+    Returns (the split folder, the image's file name)."""
+    root = tmp_path_factory.mktemp("damaged")
+    prepare_coco(make_tiny_shapes(root / "shapes"), root / "packed", progress=False)
+    folder = root / "packed" / "train2017"
+    split = PackedSplit(folder)
+    shard = folder / split.manifest["shards"][int(split.shard_of[0])]["file"]
+    data = bytearray(shard.read_bytes())
+    start = data.find(split.read(0))
+    data[start:start + 4] = b"\0\0\0\0"
+    shard.write_bytes(bytes(data))
+    return folder, split.index.file_names[0].as_py()
+
+
+@pytest.mark.parametrize("augment", [[], ["--augment"]])
+def test_show_leaves_out_a_damaged_image_and_names_it(damaged_split, augment, tmp_path, capsys, caplog):
+    folder, name = damaged_split
+    out = tmp_path / "show.png"
+    with caplog.at_level(logging.INFO):
+        assert main(["show", str(folder), "--out", str(out), "-n", "16", "--cell", "32", *augment]) == 0
+    assert f"image {name} cannot be decoded (not an image (unknown format)): skipped" in caplog.text
+    assert capsys.readouterr().out.startswith(f"15 samples of {folder}")  # the other 15 of the split
+    with Image.open(out) as image:
+        assert image.format == "PNG"
+
+
+def test_show_with_nothing_decodable_or_a_wrong_out_is_a_one_line_error(damaged_split, tmp_path, capsys):
+    folder, name = damaged_split
+    seed = next(s for s in range(1000) if np.random.default_rng(s).choice(16, size=1, replace=False)[0] == 0)
+    out = tmp_path / "show.png"
+    assert main(["show", str(folder), "--out", str(out), "-n", "1", "--seed", str(seed)]) == 2  # draws it alone
+    assert f"none of the 1 images drawn could be decoded (first: {name}: not an image" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["show", str(tmp_path / "nowhere"), "--out", str(tmp_path / "show.jpg")]) == 2  # before the data
+    err = capsys.readouterr().err.strip()
+    assert err == f"ssdzoo show: error: --out {tmp_path / 'show.jpg'}: expected a .png file name"
+
+
+def test_a_voc_size_no_number_can_hold_is_taken_from_the_image(tmp_path):
+    year = write_voc(tmp_path / "VOC2007")
+    for stem, key, text in (("0001", "width", "inf"), ("0003", "height", "1e400")):
+        xml = year / "Annotations" / f"{stem}.xml"
+        width, height, _ = SCENES[stem]
+        given = {"width": width, "height": height}[key]
+        xml.write_text(xml.read_text().replace(f"<{key}>{given}</{key}>", f"<{key}>{text}</{key}>"))
+    assert prepare_voc(year, tmp_path / "out")["train"]["skipped"] == []
+    index = PackedSplit(tmp_path / "out" / "train").index
+    sizes = {n.rsplit("/", 1)[-1][:4]: (int(w), int(h))
+             for n, w, h in zip(index.file_names.to_pylist(), index.widths, index.heights)}
+    assert sizes == {stem: (width, height) for stem, (width, height, _) in SCENES.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -90,6 +91,17 @@ def test_resume_refuses_other_settings_and_a_missing_run(predictor, folder, refe
     summary = run_predict(predictor, [folder], out, resume=True, workers=0)
     assert summary.images == 0 and summary.resumed == NUM_IMAGES
     assert json.loads((out / "detections.json").read_text()) == reference[0]
+
+
+def test_resume_refuses_inputs_whose_image_ids_changed(predictor, folder, tmp_path):
+    inputs = tmp_path / "in"
+    shutil.copytree(folder, inputs)
+    run_predict(predictor, [inputs], tmp_path / "out", workers=0, draw=False)
+    # a name that is not a number: every image is numbered 1, 2, ... in order now, not by its name
+    Image.new("RGB", (40, 30)).save(inputs / "png" / "extra.png")
+    changed = r"inputs changed since the earlier run \((jpeg|png)/\d+\.(jpg|png) was image \d+, now \d+\)"
+    with pytest.raises(ValueError, match=changed):
+        run_predict(predictor, [inputs], tmp_path / "out", workers=0, draw=False, resume=True)
 
 
 def test_output_folder_inside_the_input_folder_is_not_read(predictor, folder, tmp_path):

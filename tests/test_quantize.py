@@ -130,3 +130,49 @@ def test_head_convolutions_can_stay_float(exported, cfg, tmp_path):
         assert (weight_of.get(conv.input[1]) in int8_weights) == (conv.name not in last_convs), conv.name
     with pytest.raises(ValueError, match="float_part"):
         quantize_onnx(float_path, tmp_path / "x.onnx", calibration, float_part="all")
+
+
+def test_calibration_reads_the_configs_val_split(coco, tmp_path):
+    """A packed root or a COCO root whose evaluation split is not named val2017 is a dataset
+    (the config's val_split), not a folder of image files."""
+    import shutil
+
+    from ssdzoo.data.coco import annotation_path, read_coco_json
+    from ssdzoo.data.prepare import pack_split
+    from tiny import tiny_config
+
+    cfg = tiny_config("val_split=holdout")
+    source = read_coco_json(annotation_path(coco, "val2017"), coco / "val2017")
+    pack_split(source, tmp_path / "packed" / "holdout", split="holdout")
+    calibration = calibration_images(tmp_path / "packed", cfg, count=4)
+    assert calibration.images.shape == (4, 3, *cfg.image_size)
+    assert calibration.source.endswith("holdout (4 of 10 images)")
+
+    raw = tmp_path / "raw"
+    shutil.copytree(coco / "val2017", raw / "holdout")
+    (raw / "annotations").mkdir()
+    shutil.copy(annotation_path(coco, "val2017"), annotation_path(raw, "holdout"))
+    calibration = calibration_images(raw, cfg, count=4)
+    assert calibration.images.shape == (4, 3, *cfg.image_size) and "4 of 10 images" in calibration.source
+
+
+def test_calibration_skips_a_damaged_dataset_image(coco, cfg, tmp_path, caplog):
+    """A JPEG damaged inside a packed shard (its SOI marker zeroed in place) is logged by name
+    and left out; the others calibrate."""
+    from ssdzoo.data import PackedSplit
+    from ssdzoo.data.coco import annotation_path, read_coco_json
+    from ssdzoo.data.prepare import pack_split
+
+    folder = tmp_path / "packed" / "val2017"
+    pack_split(read_coco_json(annotation_path(coco, "val2017"), coco / "val2017"), folder, split="val2017")
+    split = PackedSplit(folder)
+    name = split.index.file_names[0].as_py()
+    shard = folder / split.manifest["shards"][int(split.shard_of[0])]["file"]
+    data = bytearray(shard.read_bytes())
+    start = data.find(split.read(0))
+    data[start:start + 4] = b"\0\0\0\0"
+    shard.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="ssdzoo"):
+        calibration = calibration_images(tmp_path / "packed", cfg, count=10)
+    assert len(calibration.images) == 9 and calibration.source.endswith("(9 of 10 images)")
+    assert f"image {name} cannot be decoded" in caplog.text

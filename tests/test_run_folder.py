@@ -101,6 +101,7 @@ def test_records_of_a_run_that_saved_no_checkpoint_are_cleared(tmp_path):
     folder = RunFolder(tmp_path)
     plan = folder.plan(None)
     assert plan == Plan(clear=True)
+    assert folder.plan("auto") == plan  # nothing to continue: --resume auto starts the same new run
     folder.clear(overwrite=plan.overwrite)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "notes.txt"]
 

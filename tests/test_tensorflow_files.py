@@ -139,3 +139,22 @@ def test_a_graph_of_another_architecture(tmp_path):
         "BoxPredictor_0/BoxEncodingPredictor/weights": np.ones((1, 1, 8, 12), np.float32)})
     with pytest.raises(TFFileError, match="not a TensorFlow Object Detection API SSD ssdzoo can convert.*InceptionV2"):
         read_tensorflow(graph)
+
+
+def test_a_converted_model_takes_its_classes_and_no_backbone_weights_from_the_recipe(tmp_path, capsys):
+    """The file's classes can be named but not nulled; the recipe's backbone weights
+    (backbone_pretrained) are not what the TF file's model loads."""
+    from ssdzoo.cli import main
+    from ssdzoo.config import load_config
+    from ssdzoo.convert.tensorflow import tensorflow_config
+
+    cfg = tensorflow_config(load_config("ssd_mobilenetv2", ["backbone_pretrained=true"]), person_graph())
+    assert cfg.backbone_pretrained is False and cfg.backbone_ckpt_path is None
+    with pytest.raises(ValueError, match=r"classes=null: a TensorFlow model's classes come from the file \(.*"
+                                         r"ssdlite_mobilenet_v2_person.pb predicts 1\)"):
+        tensorflow_config(load_config("ssd_mobilenetv2"), person_graph(), ["classes=null"])
+    assert main(["convert", str(person_graph()), "--config", "ssd_mobilenetv2", "classes=null",
+                 "--out", str(tmp_path / "person.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "classes=null: a TensorFlow model's classes come from the file" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())

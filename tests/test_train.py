@@ -72,6 +72,18 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(shapes, tmp_pa
     assert all(torch.equal(before[k], after["model"][k]) for k in before)
 
 
+def test_a_diverged_run_is_one_message_from_the_cli(monkeypatch, capsys):
+    import ssdzoo.commands.train as train_command
+
+    def diverged(args):
+        raise NonFiniteLossError("loss became nan in epoch 2; the last good checkpoint is last.pt")
+
+    monkeypatch.setattr(train_command, "run", diverged)
+    assert main(["train", "demo"]) == 1
+    assert capsys.readouterr().err == ("ssdzoo train: error: loss became nan in epoch 2; the last good "
+                                       "checkpoint is last.pt\n")
+
+
 def test_eval_while_training_and_eval_on_a_prepared_dataset(shapes, tmp_path, capsys):
     packed = tmp_path / "packed"
     prepare_coco(shapes, packed, progress=False)

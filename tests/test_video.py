@@ -1,25 +1,30 @@
 """predict on video (PyAV): a clip the test writes (moving shapes), per-frame JSON Lines, an
-annotated video PyAV reads back, --every K, a corrupt clip and a file that isn't a video."""
+annotated video PyAV reads back, --every K, a clip that starts after 0, a corrupt clip, one that
+doesn't decode at all and a file that isn't a video, and an error mid-video."""
 
 from __future__ import annotations
 
 import json
+import os
 from fractions import Fraction
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+import ssdzoo.video
 from ssdzoo.inference import Predictor
 from ssdzoo.predict import run_predict
+from ssdzoo.video import predict_video
 
 av = pytest.importorskip("av")
 
 FRAMES, FPS, HW = 24, 12, (72, 96)
 
 
-def write_clip(path, *, frames: int = FRAMES, codec: str = "mpeg4") -> list[np.ndarray]:
-    """A clip of a circle and a square crossing a gradient; returns the frames as PyAV decodes them."""
+def write_clip(path, *, frames: int = FRAMES, codec: str = "mpeg4", start: int = 0) -> list[np.ndarray]:
+    """A clip of a circle and a square crossing a gradient, its first frame at ``start`` / FPS
+    seconds; returns the frames as PyAV decodes them."""
     container = av.open(str(path), mode="w")
     stream = container.add_stream(codec, rate=FPS)
     stream.height, stream.width = HW
@@ -31,7 +36,9 @@ def write_clip(path, *, frames: int = FRAMES, codec: str = "mpeg4") -> list[np.n
         draw = ImageDraw.Draw(picture)
         draw.ellipse((2 + 2 * t, 10, 30 + 2 * t, 38), fill=(250, 40, 40))
         draw.rectangle((60 - t, 40, 84 - t, 64), fill=(30, 30, 240))
-        for packet in stream.encode(av.VideoFrame.from_ndarray(np.asarray(picture), format="rgb24")):
+        frame = av.VideoFrame.from_ndarray(np.asarray(picture), format="rgb24")
+        frame.pts = start + t
+        for packet in stream.encode(frame):
             container.mux(packet)
     for packet in stream.encode():
         container.mux(packet)
@@ -79,6 +86,15 @@ def test_video_frames_detections_and_annotated_video(predictor, clip, tmp_path, 
     assert len(out_frames) == len(frames) and out_frames[0].shape == (*HW, 3)
 
 
+def test_video_that_starts_after_0_is_numbered_from_0(predictor, tmp_path):
+    path = tmp_path / "late.mp4"
+    write_clip(path, frames=12, start=30)  # its first frame at 2.5 s
+    run_predict(predictor, [path], tmp_path / "out", every=5)
+    frames = [json.loads(s) for s in (tmp_path / "out" / "late.jsonl").read_text().splitlines()]
+    assert [f["frame"] for f in frames] == [0, 5, 10]
+    assert [f["time"] for f in frames] == pytest.approx([0, 5 / FPS, 10 / FPS], abs=1e-3)
+
+
 def test_bad_videos_are_reported_and_skipped(predictor, clip, tmp_path):
     path, _ = clip
     data = bytearray(path.read_bytes())
@@ -87,13 +103,19 @@ def test_bad_videos_are_reported_and_skipped(predictor, clip, tmp_path):
     middle = len(data) // 2
     data[middle:middle + 400] = bytes(400)  # a stretch of frames' data zeroed
     corrupt.write_bytes(bytes(data))
+    mdat, moov = data.find(b"mdat"), data.find(b"moov")
+    data[mdat + 4:moov - 4] = bytes(moov - mdat - 8)  # every frame's data zeroed
+    (tmp_path / "in" / "blank.mp4").write_bytes(bytes(data))
     (tmp_path / "in" / "fake.mp4").write_text("not a video at all")
     out = tmp_path / "out"
     summary = run_predict(predictor, [tmp_path / "in"], out, batch_size=4)
 
-    assert [(p.name, "not a readable video" in reason) for p, reason in summary.skipped] == [("fake.mp4", True)]
+    reasons = {p.name: reason for p, reason in summary.skipped}
+    assert sorted(reasons) == ["blank.mp4", "fake.mp4"]
+    assert "no frame could be decoded" in reasons["blank.mp4"] and "not a readable video" in reasons["fake.mp4"]
     lines = {json.loads(s)["file_name"]: json.loads(s) for s in (out / "detections.jsonl").read_text().splitlines()}
-    assert "error" in lines["fake.mp4"]
+    assert "error" in lines["fake.mp4"] and "error" in lines["blank.mp4"]
+    assert not list(out.glob("blank.*")) and not list(out.glob(".*.tmp"))  # no output, no temporary left
     video = lines["corrupt.mp4"]["video"]
     frames = [json.loads(s) for s in (out / "corrupt.jsonl").read_text().splitlines()]
     assert video["bad_packets"] > 0 and 0 < len(frames) == video["predicted_frames"] == video["frames"] < FRAMES
@@ -101,3 +123,23 @@ def test_bad_videos_are_reported_and_skipped(predictor, clip, tmp_path):
     assert numbers == sorted(numbers) and numbers[-1] == FRAMES - 1 and len(numbers) < numbers[-1] + 1
     with av.open(str(out / "corrupt.mp4")) as annotated:
         assert sum(1 for _ in annotated.decode(video=0)) == len(frames)
+
+
+def test_error_mid_video_leaves_no_file_and_no_open_descriptor(predictor, clip, tmp_path, monkeypatch):
+    path, _ = clip
+    real, calls = ssdzoo.video._predict_frames, []
+
+    def fail_second_batch(*args):
+        calls.append(1)
+        if len(calls) == 2:  # after the first batch went into both outputs
+            raise RuntimeError("boom")
+        return real(*args)
+
+    monkeypatch.setattr(ssdzoo.video, "_predict_frames", fail_second_batch)
+    monkeypatch.setattr(ssdzoo.video, "_ENCODERS", ("mpeg4",))  # packets from the first frame (x264 looks ahead)
+    fds = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    with pytest.raises(RuntimeError, match="boom"):
+        predict_video(predictor, path, out_dir=tmp_path, name="street.mp4", batch_size=4)
+    assert list(tmp_path.iterdir()) == []  # neither output, nor their temporaries
+    if fds is not None:
+        assert set(os.listdir("/proc/self/fd")) <= fds

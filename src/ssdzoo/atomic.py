@@ -103,26 +103,45 @@ def _remove(tmp: Path) -> None:
 @contextlib.contextmanager
 def atomic_folder(path: str | Path) -> Iterator[Path]:
     """A hidden staging folder to build the folder ``path`` in: when the block ends it takes the
-    place of ``path`` (a folder already there is removed only afterwards); if the block raises it
-    is removed and ``path`` stays as it was. Staging folders that interrupted runs left are
-    removed first."""
+    place of ``path`` (a folder already there is removed only afterwards); if the block or the
+    swap raises it is removed and ``path`` stays as it was. What interrupted runs left is dealt
+    with first: staging folders are removed, and a previous folder hidden for the swap is put
+    back if a run died before the new one took its place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    _recover_folder(path)
     staging = path.with_name(f".{path.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     staging.mkdir()
     try:
         yield staging
-        old = None
+        old, token = None, f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            old = path.with_name(f".{path.name}.old-{token}")
             os.replace(path, old)
-        os.replace(staging, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(staging, path)
+        except BaseException:
+            if old is not None:
+                with contextlib.suppress(OSError):  # else the next run puts it back (_recover_folder)
+                    os.replace(old, path)
+            raise
+        if old is not None:  # renamed first: a removal cut short is never taken for the previous folder
+            doomed = path.with_name(f".{path.name}.partial-{token}-old")
+            with contextlib.suppress(OSError):  # else the next run removes it
+                os.replace(old, doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _recover_folder(path: Path) -> None:
+    """Put back the previous ``path`` hidden by a run that died mid-swap (``path`` missing), then
+    remove staging folders and hidden previous folders left by interrupted runs."""
+    hidden = sorted(path.parent.glob(f".{path.name}.old-*"))
+    if hidden and not path.exists():
+        os.replace(hidden.pop(0), path)
+    for stale in [*hidden, *path.parent.glob(f".{path.name}.partial-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -> Path:

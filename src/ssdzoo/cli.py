@@ -60,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C during training, or one outside it
         print(f"\nssdzoo {args.command}: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as err:
+        from .engine.train import NonFiniteLossError  # here, so that the CLI starts without torch
+
+        if not isinstance(err, NonFiniteLossError):
+            raise
+        print(f"ssdzoo {args.command}: error: {err}", file=sys.stderr)  # the run diverged
+        return 1
 
 
 if __name__ == "__main__":

@@ -210,11 +210,15 @@ class Config:
         return self.classes is None
 
 
-# keys that decide the network's tensors: a checkpoint fits a config only where these agree
+# keys that decide the network's tensors and layers (model.build_model): a checkpoint fits a
+# config only where these agree. Not here: what only initializes (backbone_pretrained,
+# backbone_ckpt_path, cls_prior) or trains (bn_momentum, expand_bn_momentum) it
 MODEL_KEYS = (
-    "backbone", "backbone_out_indices", "backbone_use_head", "backbone_kwargs", "use_fpn",
-    "extras_in_channels", "extras_out_channels", "extras_strides", "extras_ratio", "num_addition_layers",
-    "num_classes", "num_default", "feature_size",
+    "backbone", "backbone_out_indices", "backbone_use_head", "backbone_kwargs", "backbone_same_padding",
+    "backbone_bn_eps", "resnet_stride_in_1x1", "use_fpn", "fpn_upsample", "fpn_smooth_top", "fpn_separable",
+    "fpn_smoothed_top_down", "extras_block", "extras_in_channels", "extras_out_channels", "extras_strides",
+    "extras_ratio", "expand_act", "expand_bn_eps", "pad_mode", "bn_eps", "head_conv", "head_kernel_size",
+    "head_share_tower", "num_addition_layers", "num_classes", "num_default", "feature_size",
 )
 
 

@@ -41,7 +41,7 @@ from .engine.evaluate import coco_results
 from .inference import ImageReadError, Predictor, load_image, preprocess
 from .postprocess import Detections
 from .predict_stream import JSONL_NAME, RUN_NAME, ResultStream, read_lines
-from .visualize import draw_detections
+from .visualize import DEFAULT_DRAW_SCORE, draw_detections
 from .workers import process_pool
 
 if TYPE_CHECKING:
@@ -54,7 +54,6 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 KEEP_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
                ".tif": "TIFF", ".tiff": "TIFF"}
 JSON_NAME = "detections.json"
-DEFAULT_DRAW_SCORE = 0.3  # the viewing threshold of drawn pictures (ultralytics draws from 0.25)
 _IN_FLIGHT = 2  # batches being drawn and saved while the next one runs through the network
 
 
@@ -260,12 +259,18 @@ def run_predict(predictor: Predictor, inputs: Sequence[str | Path], out_dir: str
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = predictor.cfg
     run_settings = {"min_score": predictor.min_score, "nms_threshold": cfg.nms_threshold,
-                    "max_boxes": cfg.max_boxes, "image_size": list(cfg.image_size), "classes": list(cfg.classes),
+                    "max_boxes": cfg.max_boxes, "nms_plus_one": cfg.nms_plus_one, "image_size": list(cfg.image_size),
+                    "image_resize": cfg.image_resize, "mean": _listed(cfg.mean), "std": _listed(cfg.std),
+                    "anchor_centres": cfg.anchor_centres, "classes": list(cfg.classes),
                     "category_ids": list(category_ids) if category_ids is not None else None,
                     "every": every, **(settings or {})}
     skipped: list[tuple[Path, str]] = []
     written: list[Path] = []
     with ResultStream(out_dir, run_settings, resume=resume) as stream:
+        for name, line in stream.done.items():
+            if "image_id" in line and ids.get(name, line["image_id"]) != line["image_id"]:
+                raise ValueError(f"--resume: the inputs changed since the earlier run ({name} was image "
+                                 f"{line['image_id']}, now {ids[name]}); run again without --resume")
         todo = [f for f in images if f.name not in stream.done]
         done_images = _predict_images(predictor, todo, ids, out_dir, stream, category_ids=category_ids,
                                       batch_size=batch_size, workers=workers, draw=draw, draw_score=draw_score,
@@ -296,6 +301,10 @@ def run_predict(predictor: Predictor, inputs: Sequence[str | Path], out_dir: str
     json_path, count = write_coco_json(out_dir, [f.name for f in images])
     return PredictSummary(done_images, resumed, written, skipped, count, json_path, out_dir / JSONL_NAME,
                           done_videos)
+
+
+def _listed(values: Optional[Sequence[float]]) -> Optional[list[float]]:
+    return None if values is None else list(values)
 
 
 def _predict_images(predictor: Predictor, todo: list[InputFile], ids: dict[str, int], out_dir: Path,

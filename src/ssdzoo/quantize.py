@@ -56,12 +56,14 @@ class Calibration(NamedTuple):
 def calibration_images(source: str | Path, cfg: "Config", count: int = DEFAULT_CALIBRATION_IMAGES) -> Calibration:
     """``count`` images of ``source`` through ssdzoo's evaluation preprocessing.
 
-    ``source``: a packed dataset (its val2017 split, or a split folder), a COCO root (val2017),
-    or a folder of image files (or one file). From a dataset the images are evenly spaced over
-    it; from a folder the first ``count`` in name order.
+    ``source``: a packed dataset (its ``cfg.val_split`` split, or a split folder), a COCO root
+    (``cfg.val_split``), or a folder of image files (or one file). From a dataset the images are
+    evenly spaced over it; from a folder the first ``count`` in name order. An image that cannot
+    be read is skipped with a warning naming it.
     """
     from .data import load_dataset
     from .data.coco import annotation_path
+    from .data.dataset import SkippedImage
     from .data.packed import is_packed_split
     from .inference import ImageReadError, preprocess
     from .predict import collect_images
@@ -71,11 +73,14 @@ def calibration_images(source: str | Path, cfg: "Config", count: int = DEFAULT_C
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"calibration data not found: {path}")
-    if path.is_dir() and (is_packed_split(path) or is_packed_split(path / "val2017")
-                          or annotation_path(path, "val2017").is_file()):
+    if path.is_dir() and (is_packed_split(path) or is_packed_split(path / cfg.val_split)
+                          or annotation_path(path, cfg.val_split).is_file()):
         dataset = load_dataset(path, cfg, train=False)
+        dataset.skip_unreadable = True  # a damaged image: logged with its name and skipped
         picks = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int))
-        samples = [dataset[int(i)] for i in picks]
+        samples = [s for s in (dataset[int(i)] for i in picks) if not isinstance(s, SkippedImage)]
+        if not samples:
+            raise ValueError(f"{dataset.source}: no readable images to calibrate with")
         return Calibration(torch.stack([s.image for s in samples]), torch.stack([s.image_hw for s in samples]),
                            f"{dataset.source} ({len(samples)} of {len(dataset)} images)")
     images, hws = [], []

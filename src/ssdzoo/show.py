@@ -6,11 +6,13 @@ Each cell is one image as the loader reads it: upright (EXIF orientation applied
 training boxes, or with ``augment`` the training pipeline's output at the config's input size
 (random IoU crop, resize, flip, colour jitter) with the boxes that survive it. Samples are
 drawn at random (``seed``) from the split, shown in index order; a background image shows no
-box. The picture is written atomically as PNG.
+box; an image that cannot be read or decoded is logged by name and left out. The picture is
+written atomically as PNG.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Optional
@@ -27,22 +29,24 @@ if TYPE_CHECKING:
 
 CAPTION_HEIGHT = 16
 
+log = logging.getLogger(__name__)
+
 
 class ShowResult(NamedTuple):
     path: Path
     split: str  # the folder the samples came from
-    indices: list[int]  # dataset positions drawn
+    indices: list[int]  # dataset positions drawn (not those that could not be decoded)
     boxes: int  # boxes drawn
 
 
-def default_split(data: str | Path, cfg: "Config") -> Optional[str]:
+def default_split(data: str | Path, cfg: "Config") -> str:
     """What ``show`` draws without --split: DATA itself if it is one split, else the config's
     train_split if present, else a packed split whose name starts with "train", else the first."""
-    from .data.packed import is_packed_split
+    from .data.packed import PackedSplit, is_packed_split
 
     data = Path(data)
     if is_packed_split(data):
-        return None
+        return PackedSplit(data).split  # not the config's split, which load_dataset would read beside it
     found = sorted(p.parent.name for p in data.glob("*/manifest.json"))
     if cfg.train_split in found or not found:
         return cfg.train_split
@@ -55,29 +59,41 @@ def show_samples(data: str | Path, out: str | Path, *, cfg: Optional["Config"] =
     """Draw ``count`` samples of ``split`` (see ``default_split``) of ``data`` into ``out``."""
     from .config import config_from_dict
     from .data import load_dataset
-    from .data.dataset import SampleKey
-    from .data.images import decode
+    from .data.dataset import SampleKey, SkippedImage
+    from .data.images import ImageFileError, decode
 
     if count < 1:
         raise ValueError(f"-n must be at least 1, got {count}")
+    if Path(out).suffix.lower() != ".png":
+        raise ValueError(f"--out {out}: expected a .png file name")
     cfg = cfg or config_from_dict({"classes": None, "num_classes": None})
     split = split or default_split(data, cfg)
     dataset = load_dataset(data, cfg, train=augment, split=split)
+    dataset.skip_unreadable = True  # a damaged image: logged with its name and left out
     if len(dataset) == 0:
         raise ValueError(f"{dataset.source}: no images to show")
     names = ["background", *(c["name"] for c in dataset.categories)]
     rng = np.random.default_rng(seed)
     indices = sorted(rng.choice(len(dataset), size=min(count, len(dataset)), replace=False).tolist())
-    cells, total = [], 0
+    cells, total, drawn, skipped = [], 0, [], []
     for i in indices:
         if augment:
             sample = dataset[SampleKey(i, 0, seed)]
+            if isinstance(sample, SkippedImage):
+                skipped.append(sample)
+                continue
             pixels = _denormalized(sample.image, cfg)
             h, w = pixels.shape[:2]
             boxes = (sample.boxes_xyxy.numpy() * np.array([w, h, w, h], np.float32)).tolist()
             labels = sample.labels.tolist()
         else:
-            pixels = decode(dataset.images.read(i)).image.permute(1, 2, 0).numpy()
+            try:
+                pixels = decode(dataset.images.read(i)).image.permute(1, 2, 0).numpy()
+            except (OSError, ValueError, ImageFileError) as err:  # as the dataset's items report it
+                file_name = dataset.index.file_names[i].as_py()
+                log.warning("%s: image %s cannot be decoded (%s): skipped", dataset.source, file_name, err)
+                skipped.append(SkippedImage(i, file_name, str(err)))
+                continue
             boxes_xyxy, label_array = dataset.index.boxes_of(i)
             boxes, labels = boxes_xyxy.tolist(), label_array.tolist()
         total += len(labels)
@@ -90,8 +106,12 @@ def show_samples(data: str | Path, out: str | Path, *, cfg: Optional["Config"] =
         boxes_text = "1 box" if len(labels) == 1 else f"{len(labels)} boxes"
         caption = f"{Path(dataset.index.file_names[i].as_py()).name} ({boxes_text})"
         cells.append((draw_boxes(image, boxes, labels, names), caption))
+        drawn.append(i)
+    if not cells:
+        raise ValueError(f"{dataset.source}: none of the {len(indices)} images drawn could be decoded "
+                         f"(first: {skipped[0].file_name}: {skipped[0].reason})")
     path = _save_grid(cells, out, cell=cell, columns=columns)
-    return ShowResult(path, dataset.source, indices, total)
+    return ShowResult(path, dataset.source, drawn, total)
 
 
 def _denormalized(image: torch.Tensor, cfg: "Config") -> np.ndarray:
@@ -124,8 +144,6 @@ def _save_grid(cells: list[tuple[Image.Image, str]], out: str | Path, *, cell: i
         grid.paste(image, (x + (cell - image.width) // 2, y + (cell - image.height) // 2))
         draw.text((x + 2, y + cell + 2), _fitted(draw, caption, font, cell - 4), fill=(230, 230, 230), font=font)
     path = Path(out)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"--out {out}: expected a .png file name")
     with atomic_path(path) as tmp:
         grid.save(tmp, format="PNG", optimize=True)
     return path

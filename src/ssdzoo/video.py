@@ -1,22 +1,24 @@
 """Predict on a video file with PyAV (FFmpeg's libraries): detections per frame as JSON Lines,
 and the video with its boxes drawn.
 
-    NAME.jsonl   one line per predicted frame: {"frame": index from 0, "time": seconds,
+    NAME.jsonl   one line per predicted frame: {"frame": index from 0, "time": seconds from the
+                 start of the stream,
                  "detections": [{"category_id", "bbox": [x, y, w, h] pixels, "score"}, ...]}
     NAME.mp4     the predicted frames with their boxes (H.264, or MPEG-4 Part 2 where the FFmpeg
                  build lacks it) at the source's frame rate / ``every``, so it lasts as long
 
 Frames are decoded in order (FFmpeg's own decoding threads), ``every``-th frame from frame 0
-predicted in batches. A packet that doesn't decode is reported and skipped; a file that doesn't
-open as a video is a ``VideoReadError``. Both outputs are written under temporary names and
-renamed when the video is done (the JSON Lines streamed to the temporary file as frames come).
+predicted in batches (only those converted to RGB). A packet that doesn't decode is reported and
+skipped; a file that doesn't open as a video is a ``VideoReadError``. Both outputs are written
+under temporary names and renamed when the video is done (the JSON Lines streamed to the
+temporary file as frames come); a video that fails or is skipped part way leaves neither.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from fractions import Fraction
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence
@@ -27,9 +29,11 @@ from tqdm import tqdm
 from .atomic import atomic_path
 from .engine.evaluate import coco_results
 from .inference import preprocess
-from .visualize import draw_detections
+from .visualize import DEFAULT_DRAW_SCORE, draw_detections
 
 if TYPE_CHECKING:
+    import av
+
     from .inference import Predictor
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,7 @@ def frames_name(video_name: str) -> str:
 
 
 def predict_video(predictor: "Predictor", path: str | Path, *, out_dir: str | Path, name: str, every: int = 1,
-                  batch_size: int = 8, draw: bool = True, draw_score: float = 0.3,
+                  batch_size: int = 8, draw: bool = True, draw_score: float = DEFAULT_DRAW_SCORE,
                   category_ids: Optional[Sequence[int]] = None, progress: Optional[bool] = None) -> dict:
     """Predict on ``path``; write ``out_dir/frames_name(name)`` and (``draw``) ``out_dir/name``.
     Returns predict's line for the video (``predict_stream``)."""
@@ -73,25 +77,29 @@ def predict_video(predictor: "Predictor", path: str | Path, *, out_dir: str | Pa
         if draw:
             video_tmp = stack.enter_context(atomic_path(out_dir / name, durable=False))
             writer = _Writer(video_tmp, Fraction(fps) / every)
-        frames = _Frames(container, stream, path)
+            stack.callback(writer.abort)  # runs before the temporary is removed
+        frames = _Frames(container, stream, path, fps)
         total = stream.frames or None
         bar = tqdm(total=total, unit="frame", desc=PurePosixPath(name).name, leave=False,
                    disable=None if progress is None else not progress)
+        stack.callback(bar.close)
         predicted = 0
         batch: list[tuple[int, float, np.ndarray]] = []
-        for index, time, image in frames:
+        for index, time, frame in frames:
             bar.update(1)
             if index % every:
                 continue
-            batch.append((index, time, image))
+            batch.append((index, time, frame.to_ndarray(format="rgb24")))
             if len(batch) == batch_size:
                 predicted += _predict_frames(predictor, batch, jsonl, writer, draw_score, category_ids)
                 batch = []
         if batch:
             predicted += _predict_frames(predictor, batch, jsonl, writer, draw_score, category_ids)
-        bar.close()
         if frames.count == 0:
             raise VideoReadError(f"{path}: no frame could be decoded")
+        if predicted == 0:  # before the writer flushes an encoder that never got a frame
+            raise VideoReadError(f"{path}: no frame to predict among the {frames.count} decoded "
+                                 f"(every {every}th from frame 0)")
         if writer is not None:
             writer.close()
         jsonl.close()
@@ -103,17 +111,20 @@ def predict_video(predictor: "Predictor", path: str | Path, *, out_dir: str | Pa
 
 
 class _Frames:
-    """(frame number, time in seconds, (H, W, 3) uint8 RGB) of every decodable frame, in order;
-    counts the frames decoded and the packets that did not decode."""
+    """(frame number, seconds from the stream's start, ``av.VideoFrame``) of every decodable
+    frame, in order; counts the frames decoded and the packets that did not decode."""
 
-    def __init__(self, container, stream, path: Path):
-        self.container, self.stream, self.path = container, stream, path
+    def __init__(self, container, stream, path: Path, fps: Fraction):
+        self.container, self.stream, self.path, self.fps = container, stream, path, float(fps)
         self.count = self.bad_packets = 0
 
-    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+    def __iter__(self) -> Iterator[tuple[int, float, "av.VideoFrame"]]:
         import av
 
-        fps = float(self.stream.average_rate or _FALLBACK_FPS)
+        # times from the stream's start (the first frame's, where the container gives none)
+        fps, start = self.fps, None
+        if self.stream.start_time is not None:
+            start = float(self.stream.start_time * self.stream.time_base)
         packets = self.container.demux(self.stream)
         while True:
             try:
@@ -134,10 +145,13 @@ class _Frames:
                 # the source's frame number from the timestamp, so that frames after a bad
                 # packet keep their own numbers; a stream without timestamps counts frames
                 if frame.time is not None:
-                    time, index = float(frame.time), round(float(frame.time) * fps)
+                    if start is None:
+                        start = float(frame.time)
+                    time = float(frame.time) - start
+                    index = round(time * fps)
                 else:
                     time, index = self.count / fps, self.count
-                yield index, time, frame.to_ndarray(format="rgb24")
+                yield index, time, frame
                 self.count += 1
 
 
@@ -160,8 +174,10 @@ class _Writer:
         if self.size is None:
             self.size = (image.shape[0] + image.shape[0] % 2, image.shape[1] + image.shape[1] % 2)
             self.stream.height, self.stream.width = self.size
-        pad = ((0, self.size[0] - image.shape[0]), (0, self.size[1] - image.shape[1]), (0, 0))
-        frame = av.VideoFrame.from_ndarray(np.pad(image, pad, mode="edge"), format="rgb24")
+        if image.shape[:2] != self.size:
+            pad = ((0, self.size[0] - image.shape[0]), (0, self.size[1] - image.shape[1]), (0, 0))
+            image = np.pad(image, pad, mode="edge")
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
 
@@ -169,6 +185,14 @@ class _Writer:
         for packet in self.stream.encode():  # flush the encoder
             self.container.mux(packet)
         self.container.close()
+
+    def abort(self) -> None:
+        """Close the file without flushing the encoder, when the video failed (its temporary is
+        removed after); nothing after ``close``, as PyAV closes a container once."""
+        import av
+
+        with suppress(av.error.FFmpegError, OSError):  # never mask the error that got here
+            self.container.close()
 
 
 def _predict_frames(predictor: "Predictor", batch, jsonl, writer: Optional[_Writer], draw_score: float,

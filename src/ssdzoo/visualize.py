@@ -10,6 +10,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .postprocess import Detections
 
+DEFAULT_DRAW_SCORE = 0.3  # the viewing threshold of drawn pictures (ultralytics draws from 0.25)
+
 # hue step of the golden ratio: consecutive labels get well-separated colours for any count
 _GOLDEN_RATIO_CONJUGATE = 0.618033988749895
 

@@ -22,8 +22,8 @@ from typing import Optional
 from ..atomic import write_json
 from ..engine.evaluate import coco_results
 from ..inference import ImageReadError, Predictor, load_image, preprocess
-from ..predict import DEFAULT_DRAW_SCORE, collect_inputs, default_workers, image_ids, run_predict, save_image
-from ..visualize import draw_detections
+from ..predict import collect_inputs, default_workers, image_ids, run_predict, save_image
+from ..visualize import DEFAULT_DRAW_SCORE, draw_detections
 
 log = logging.getLogger(__name__)
 

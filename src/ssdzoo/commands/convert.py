@@ -8,6 +8,8 @@ HELP = "MindSpore .ckpt or TensorFlow OD API graphs/checkpoints as safetensors, 
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..config import load_config, save_config
     from ..convert import convert_checkpoint, is_tensorflow_file, read_tensorflow, tensorflow_config
     from ..convert.tensorflow import convert_tensorflow
@@ -15,24 +17,25 @@ def run(args: argparse.Namespace) -> int:
 
     if not str(args.out).endswith(".safetensors"):
         raise ValueError(f"--out {args.out}: expected a file name ending in .safetensors")
+    recipe = Path(args.out).with_suffix(".yaml")
+    # the model only gives the conversion its names and shapes: its backbone weights are not read
     if is_tensorflow_file(args.file):
         source = read_tensorflow(args.file)
         cfg = tensorflow_config(load_config(args.config), args.file, args.overrides, label_map=args.labels,
                                 source=source)
-        conversion = convert_tensorflow(args.file, cfg, args.out, build_model(cfg), source=source)
-        recipe = str(args.out)[:-len(".safetensors")] + ".yaml"
+        conversion = convert_tensorflow(args.file, cfg, args.out, build_model(cfg, init_backbone=False),
+                                        source=source)
         print(f"{args.file}: TensorFlow {source.kind}, {source.family}: {cfg.num_classes - 1} class(es), "
               f"{cfg.image_size[0]}x{cfg.image_size[1]} input, {cfg.num_ssd_boxes} anchors")
     else:
         if args.labels:
             raise ValueError("--labels takes a TensorFlow label map; it applies to TensorFlow files only")
         cfg = load_config(args.config, args.overrides)
-        model = build_model(cfg)
-        conversion = convert_checkpoint(args.file, cfg, args.out, model)
-        recipe = None
-        if set(conversion.state) == set(model.state_dict()):  # a whole SSD, not a backbone
-            recipe = str(args.out)[:-len(".safetensors")] + ".yaml"
+        conversion, kind = convert_checkpoint(args.file, cfg, args.out, lambda: build_model(cfg, init_backbone=False))
+        if kind == "ssd":  # a MindCV backbone converts by names alone, with no model or recipe
             save_config(cfg, recipe, header=f"ssdzoo recipe for {args.out}, converted from {args.file}")
+        else:
+            recipe = None
     unused = f"; {len(conversion.dropped)} entries of the file not used (logged)" if conversion.dropped else ""
     print(f"wrote {args.out}: {len(conversion.state)} tensors{unused}")
     if recipe:

@@ -18,12 +18,13 @@ def run(args: argparse.Namespace) -> int:
                                    write_metrics_json)
     from ..engine.pr_plot import plot_pr_curves
     from ..model import build_model
+    from ..weights import weights_kind
 
     cfg = resolve_classes(weights_config(args, args.checkpoint))
     device = resolve_device(cfg.device, DistInfo())
     dataset = load_dataset(cfg.data_dir, cfg, train=False, split=args.split)
     voc = args.metric == "voc"
-    if str(args.checkpoint).endswith(".onnx"):  # an `ssdzoo export` graph, float or int8, in onnxruntime
+    if weights_kind(args.checkpoint) == "onnx":  # an `ssdzoo export` graph, float or int8, in onnxruntime
         from ..inference import Predictor
 
         predictor = Predictor.from_weights(cfg, args.checkpoint, device=str(device))

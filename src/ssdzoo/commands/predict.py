@@ -63,7 +63,7 @@ def positive(text: str) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..predict import DEFAULT_DRAW_SCORE
+    from ..visualize import DEFAULT_DRAW_SCORE
 
     p.add_argument("config", nargs="?", metavar="CONFIG",
                    help="a YAML recipe, or a name in configs/ (default: the config saved in --checkpoint)")

@@ -10,6 +10,7 @@ HELP = "pack a COCO, Pascal VOC or YOLO dataset into sharded, checksummed Arrow 
 
 def run(args: argparse.Namespace) -> int:
     from ..data import prepare
+    from ..data.dataset import available_cores
     from ..data.packed import verify_packed
 
     if args.source == "verify":
@@ -18,7 +19,8 @@ def run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"{len(args.folders)} folder(s) checked: {'intact' if not problems else f'{len(problems)} problem(s)'}")
         return 1 if problems else 0
-    common = dict(workers=args.workers, shard_size=args.shard_size, overwrite=args.overwrite)
+    workers = args.workers if args.workers is not None else min(8, available_cores())
+    common = dict(workers=workers, shard_size=args.shard_size, overwrite=args.overwrite)
     if args.background is not None:
         common["keep_background"] = args.background
     if args.source == "coco" and args.annotations:
@@ -78,10 +80,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _common_options(p: argparse.ArgumentParser) -> None:
-    import os
-
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
-                   help="decoding processes (default: CPU cores, at most 8)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decoding processes (default: the CPU cores this process may use, at most 8)")
     p.add_argument("--shard-size", type=int, default=1024, help="images per shard")
     p.add_argument("--overwrite", action="store_true", help="replace existing OUT/{split}")
     p.add_argument("--background", action=argparse.BooleanOptionalAction, default=None,

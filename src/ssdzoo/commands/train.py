@@ -15,14 +15,13 @@ log = logging.getLogger(__name__)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config
+    from ..config import load_config, parse_overrides
     from ..engine.distributed import DistInfo
     from ..engine.preemption import TrainingInterrupted
     from ..engine.train import train
 
     cfg = load_config(args.config, args.overrides)
-    if args.resume not in (None, "auto") and not any(o.split("=", 1)[0].strip() == "ckpt_save_dir"
-                                                      for o in args.overrides):
+    if args.resume not in (None, "auto") and "ckpt_save_dir" not in parse_overrides(args.overrides):
         folder = str(Path(args.resume).parent)  # the run continues where its checkpoints are
         if Path(folder).resolve() != Path(cfg.ckpt_save_dir).resolve():
             log.info("continuing in %s, the folder of %s (ckpt_save_dir=DIR to write elsewhere)", folder, args.resume)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor, nn
@@ -155,16 +155,18 @@ def mindcv_backbone_to_timm(path: str | Path, timm_model: nn.Module, cfg: "Confi
     return state
 
 
-def convert_checkpoint(path: str | Path, cfg: "Config", out: str | Path, model: nn.Module) -> Conversion:
-    """Write a .ckpt as safetensors: a full SSD as the complete state dict of ``model`` (built
-    from ``cfg``, for ``build_model(cfg, weights=out)``), a backbone as timm's (for
-    ``backbone_ckpt_path``). The file appears whole or not at all."""
+def convert_checkpoint(path: str | Path, cfg: "Config", out: str | Path,
+                       build: Callable[[], nn.Module]) -> tuple[Conversion, str]:
+    """Write a .ckpt as safetensors: a full SSD as the complete state dict of the model
+    ``build()`` makes from ``cfg`` (for ``build_model(cfg, weights=out)``), a backbone as timm's
+    (for ``backbone_ckpt_path``; no model is built). The file appears whole or not at all.
+    Returns the conversion and its kind, "ssd" or "backbone"."""
     from safetensors.torch import save_file
 
     path, out = Path(path), Path(out)
     ckpt = read_mindspore_checkpoint(path)
     if is_ssd_checkpoint(ckpt):
-        conversion, kind = convert_ssd(ckpt, model, cfg, source=str(path)), "ssd"
+        conversion, kind = convert_ssd(ckpt, build(), cfg, source=str(path)), "ssd"
     else:
         conversion, kind = convert_backbone(ckpt, cfg, source=str(path)), "backbone"
         counters = {k.replace("running_mean", "num_batches_tracked"): torch.tensor(0)
@@ -174,7 +176,7 @@ def convert_checkpoint(path: str | Path, cfg: "Config", out: str | Path, model: 
     with atomic_path(out) as tmp:
         save_file({k: v.contiguous() for k, v in conversion.state.items()}, str(tmp),
                   metadata={"source": path.name, "kind": kind, "backbone": cfg.backbone})
-    return conversion
+    return conversion, kind
 
 
 def mindspore_state_by_name(path: str | Path, model: "Detector", cfg: "Config") -> dict[str, Tensor]:

@@ -47,7 +47,7 @@ KERAS_RESNET_MEANS = (123.68, 116.779, 103.939)  # the OD API's ResNet preproces
 TF_NUMERICS = dict(anchor_centres="tensorflow", image_resize="legacy", nms_plus_one=False,
                    backbone_bn_eps=TF_BN_EPS, bn_eps=TF_BN_EPS, expand_bn_eps=TF_BN_EPS, pad_mode="same",
                    prior_scaling=(0.1, 0.2), nms_threshold=0.6, max_boxes=100, cls_prior=0.0,
-                   backbone_kwargs={}, backbone_ckpt_path=None, ckpt_path=None)
+                   backbone_kwargs={}, backbone_ckpt_path=None, backbone_pretrained=False, ckpt_path=None)
 _MOBILENET_SSD = dict(
     backbone="mobilenetv2_100", backbone_out_indices=(3, 4), backbone_use_head=True,
     backbone_same_padding=TF_SAME_PADDING_MOBILENET, resnet_stride_in_1x1=False, use_fpn=False,
@@ -94,7 +94,7 @@ class TFSource(NamedTuple):
     family: str
     tensors: dict[str, Tensor]
     dropped: dict[str, str]  # entries not read as weights, with why
-    facts: dict  # config values the file states (image_size, nms_threshold, backbone_bn_eps)
+    facts: dict  # config values the file states (image_size, nms_threshold, bn_eps)
 
 
 def is_tensorflow_file(path: str | Path) -> bool:
@@ -267,6 +267,9 @@ def tensorflow_config(cfg: "Config", path: str | Path, overrides: Iterable[str] 
     num_classes = class_count(source, values["num_default"])
     values["num_classes"] = num_classes
     if "classes" in user:
+        if user["classes"] is None:
+            raise ValueError(f"classes=null: a TensorFlow model's classes come from the file ({source.path} "
+                             f"predicts {num_classes - 1}); list their names or leave classes out")
         if len(user["classes"]) != num_classes:
             raise ValueError(f"classes has {len(user['classes'])} names but {source.path} predicts "
                              f"{num_classes} columns (background and {num_classes - 1} classes)")

@@ -223,6 +223,8 @@ def _decode(data: bytes, crop: Optional[CropRect], size_hw: Optional[tuple[int, 
     scale = 1
     if size_hw is not None and image.format == "JPEG":
         scale = reduced_scale((crop.y1 - crop.y0, crop.x1 - crop.x0), size_hw)
+        if not _flips_keep_the_grid(orientation, stored_w, stored_h, scale):
+            scale = 1
     if scale > 1:
         drafted = image.draft("RGB", (stored_w // scale, stored_h // scale))
         if drafted is None or round(stored_w / drafted[1][2]) != scale:  # not a plain JPEG
@@ -238,6 +240,19 @@ def _decode(data: bytes, crop: Optional[CropRect], size_hw: Optional[tuple[int, 
     pixels = orient(pixels, orientation)
     region = pixels[:, crop.y0 // scale:-(-crop.y1 // scale), crop.x0 // scale:-(-crop.x1 // scale)]
     return Decoded(region, crop, scale)
+
+
+def _flips_keep_the_grid(orientation: int, stored_w: int, stored_h: int, scale: int) -> bool:
+    """Whether a decode at 1/scale stays on the upright image's grid of scale-pixel blocks.
+
+    Decoded pixel j covers stored pixels j*s..(j+1)*s, the last one fewer where the size is not a
+    multiple of s. An orientation that mirrors a stored axis moves that short block to the
+    start of the upright axis and shifts every block after it, so such an image decodes at
+    full scale unless that axis is a multiple of s.
+    """
+    mirrors_x = orientation in (2, 3, 7, 8)  # stored columns run backwards when viewed
+    mirrors_y = orientation in (3, 4, 6, 7)  # stored rows run backwards when viewed
+    return not (mirrors_x and stored_w % scale) and not (mirrors_y and stored_h % scale)
 
 
 def orient(pixels: Tensor, orientation: int) -> Tensor:

@@ -22,6 +22,7 @@ expansion bounded by expat >= 2.4).
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,4 +200,4 @@ def _number(text: Optional[str]) -> Optional[float]:
 
 def _positive_int(text: Optional[str]) -> int:
     value = _number(text)
-    return int(value) if value is not None and value > 0 and value == int(value) else -1
+    return int(value) if value is not None and math.isfinite(value) and value > 0 and value == int(value) else -1

@@ -54,9 +54,11 @@ def plot_pr_curves(evaluation: CocoEvaluation, path: str | Path, *, columns: int
         ax.axis("off")
     fig.tight_layout()
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=90)
+    finally:
+        plt.close(fig)
     return path
 
 

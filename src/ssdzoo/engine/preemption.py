@@ -77,9 +77,10 @@ class StopSignals:
     @contextlib.contextmanager
     def interrupting(self) -> Iterator[None]:
         """A block that a stop request ends at once with ``StopNow``."""
+        self._interrupting = True  # first: a signal from here on raises in the handler
         if self.received is not None:
+            self._interrupting = False
             raise StopNow(signal_name(self.received))
-        self._interrupting = True
         try:
             yield
         finally:

@@ -96,7 +96,10 @@ class RunFolder:
                     f"{self.path} holds {_names(existing)} but no last.pt or epoch checkpoint that loads: "
                     f"continue from one of them with --resume FILE, replace the run with --overwrite, "
                     f"or pick another ckpt_save_dir")
-            return Plan(resume=latest)
+            if latest is not None:
+                return Plan(resume=latest)
+            # nothing to continue: a new run, whose records replace a run killed before its first save
+            return Plan(clear=any((self.path / name).exists() for name in RECORDS))
         if resume is not None:
             resume = Path(resume)
             if existing and resume.resolve().parent != self.path.resolve():
