@@ -355,8 +355,7 @@ def default_workers(predictor: Predictor, *, draw: bool = True) -> int:
     process beside them was measured slower than none, but drawing and saving in one beside the
     network pays for photo-sized pictures (README, Predict: measured)."""
     cores = available_cores()
-    on_cpu = predictor.device.type == "cpu" or hasattr(predictor.network, "session")
-    if on_cpu and cores <= 2:
+    if predictor.device.type == "cpu" and cores <= 2:  # torch or onnxruntime on the CPU
         return 1 if draw and cores == 2 else 0
     return min(2, cores)
 

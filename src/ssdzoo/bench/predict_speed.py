@@ -59,12 +59,14 @@ def bench_predict(predictor: Predictor, folder: str | Path, *, batch_size: int =
     """images/s of the plain loop and of run_predict over ``folder``, drawing and not."""
     drawing = default_workers(predictor, draw=True) if workers is None else workers
     no_draw = default_workers(predictor, draw=False) if workers is None else workers
+    plain_drawing, predict_drawing = "plain loop, drawing", f"predict ({_workers(drawing)}), drawing"
+    plain_no_draw, predict_no_draw = "plain loop, --no-draw", f"predict ({_workers(no_draw)}), --no-draw"
     variants = {
-        "plain loop, drawing": lambda out: plain_loop(predictor, folder, out, batch_size=batch_size, draw=True),
-        f"predict ({_workers(drawing)}), drawing": lambda out: run_predict(
+        plain_drawing: lambda out: plain_loop(predictor, folder, out, batch_size=batch_size, draw=True),
+        predict_drawing: lambda out: run_predict(
             predictor, [folder], out, batch_size=batch_size, workers=drawing, progress=False).images,
-        "plain loop, --no-draw": lambda out: plain_loop(predictor, folder, out, batch_size=batch_size, draw=False),
-        f"predict ({_workers(no_draw)}), --no-draw": lambda out: run_predict(
+        plain_no_draw: lambda out: plain_loop(predictor, folder, out, batch_size=batch_size, draw=False),
+        predict_no_draw: lambda out: run_predict(
             predictor, [folder], out, batch_size=batch_size, workers=no_draw, draw=False, progress=False).images,
     }
     seconds: dict[str, list[float]] = {name: [] for name in variants}
@@ -77,14 +79,13 @@ def bench_predict(predictor: Predictor, folder: str | Path, *, batch_size: int =
                 seconds[name].append(time.perf_counter() - start)
             log.info("predict throughput, round %d: %s %.1f images/s", round_index + 1, name,
                      images / seconds[name][-1])
-    result = {"folder": str(folder), "images": images, "batch": batch_size, "workers": {"drawing": drawing, "no_draw": no_draw},
-              "rounds": rounds,
+    result = {"folder": str(folder), "images": images, "batch": batch_size,
+              "workers": {"drawing": drawing, "no_draw": no_draw}, "rounds": rounds,
               "variants": {name: {"img_per_s": round(images / min(s), 2), "seconds": [round(x, 2) for x in s]}
                            for name, s in seconds.items()}}
     rates = {name: v["img_per_s"] for name, v in result["variants"].items()}
-    names = list(rates)
-    result["speedup_drawing"] = round(rates[names[1]] / rates[names[0]], 3)
-    result["speedup_no_draw"] = round(rates[names[3]] / rates[names[2]], 3)
+    result["speedup_drawing"] = round(rates[predict_drawing] / rates[plain_drawing], 3)
+    result["speedup_no_draw"] = round(rates[predict_no_draw] / rates[plain_no_draw], 3)
     return result
 
 
