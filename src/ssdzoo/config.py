@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -31,7 +32,8 @@ COCO_CLASSES = (
     "teddy bear", "hair drier", "toothbrush",
 )  # the seed's order: column 0 is background, then COCO 2017's 80 classes by ascending id
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+# the recipes are package data (a wheel carries them); the root configs/ is a link to this folder
+CONFIG_DIR = Path(str(resources.files("ssdzoo").joinpath("configs")))
 
 
 class ConfigError(ValueError):
@@ -59,9 +61,10 @@ class Config:
     mean: Optional[tuple[float, float, float]] = None
     std: Optional[tuple[float, float, float]] = None
     # ssdzoo: how images are resized to image_size (training, evaluation, predict): antialias
-    # (bilinear with antialiasing, PIL's filter) | legacy (TF1's and MindSpore's bilinear:
+    # (bilinear with antialiasing, PIL's filter) | bilinear (half-pixel centres, no antialiasing:
+    # torchvision's detection transform) | legacy (TF1's and MindSpore's bilinear:
     # source pixel = destination * in / out, no half-pixel centres, no antialiasing; what TF OD
-    # API models were trained with; JPEGs are then decoded at full scale)
+    # API models were trained with; JPEGs are decoded at full scale unless antialias)
     image_resize: str = "antialias"
 
     # --- model ---------------------------------------------------------------------------
@@ -235,7 +238,7 @@ def describe_model(cfg: Config) -> str:
 
 
 CHOICES = {
-    "image_resize": ("antialias", "legacy"),
+    "image_resize": ("antialias", "bilinear", "legacy"),
     "extras_block": ("inverted_residual", "conv"),
     "head_conv": (None, "separable", "plain"),
     "anchor_centres": ("seed", "tensorflow"),

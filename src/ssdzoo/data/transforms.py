@@ -79,6 +79,8 @@ def sample_iou_crop(
     aspect = sides[:, 1] / sides[:, 0]
     usable = (aspect >= aspect_range[0]) & (aspect <= aspect_range[1])
     usable &= (rects[:, 2] > rects[:, 0]) & (rects[:, 3] > rects[:, 1])
+    if len(boxes_xyxy) == 0:  # a background image: no box to keep or to cut, any crop does
+        return _first_usable(rects, usable)
     with np.errstate(invalid="ignore", divide="ignore"):  # empty candidates are not usable anyway
         overlap = _iou_many(boxes_xyxy.astype(np.float64), rects)  # (T, G)
     touching = overlap > 0
@@ -88,6 +90,11 @@ def sample_iou_crop(
     centres = (boxes_xyxy[:, :2] + boxes_xyxy[:, 2:]) / 2  # (G, 2)
     inside = ((centres[None] > rects[:, None, :2]) & (centres[None] < rects[:, None, 2:])).all(axis=2)
     usable &= (inside & touching).any(axis=1)
+    return _first_usable(rects, usable)
+
+
+def _first_usable(rects: np.ndarray, usable: np.ndarray) -> Optional[CropRect]:
+    """The first of the (T, 4) candidates that passed, or None (keep the whole image)."""
     if not usable.any():
         return None
     x0, y0, x1, y1 = (int(v) for v in rects[int(np.argmax(usable))])
@@ -134,11 +141,16 @@ def resize_boxes(boxes_xyxy: np.ndarray, *, from_hw: tuple[int, int], to_hw: tup
 def resize_image(image: Tensor, size_hw: tuple[int, int], mode: str = "antialias") -> Tensor:
     """(3, h, w) -> (3, H, W), bilinear with antialiasing (PIL's filter; torch has a fast uint8
     kernel for it). Aspect is not kept, as in the seed. ``mode="legacy"``: TF1's bilinear
-    resize instead (``ssdzoo.resize``; float32 out), config key ``image_resize``."""
+    resize instead (``ssdzoo.resize``; float32 out); ``mode="bilinear"``: half-pixel centres
+    without antialiasing, torchvision's detection resize (float32 out). Config key
+    ``image_resize``."""
     if tuple(image.shape[1:]) == tuple(size_hw):
         return image.clone()
     if mode == "legacy":
         return resize_legacy(image, size_hw)
+    if mode == "bilinear":
+        return F.interpolate(image[None].float(), size=tuple(size_hw), mode="bilinear", antialias=False,
+                             align_corners=False)[0]
     return F.interpolate(image[None], size=tuple(size_hw), mode="bilinear", antialias=True,
                          align_corners=False)[0]
 
