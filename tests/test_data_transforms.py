@@ -1,4 +1,5 @@
-"""The seed's augmentation as joint image + box ops: crop, flip, resize, colour, normalize."""
+"""The seed's augmentation: its drawn parameters (crop, flip, colour), the boxes they give,
+and the CPU executor that training runs (decode, resize, flip, colour, normalize)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from data_helpers import encode, noise_image, oriented_jpeg
 from PIL import Image, ImageOps
 
 from ssdzoo.data.images import CropRect, decode
-from ssdzoo.data.transforms import (color_jitter, crop_boxes, eval_transform, hflip, hflip_boxes, iou_crop,
-                                    iou_with_rect, normalize, resize, sample_iou_crop, train_transform)
+from ssdzoo.data.transforms import (BRIGHTNESS, CONTRAST, NO_JITTER, SATURATION, Augmentation, apply_augmentation,
+                                    color_jitter_, crop_boxes, draw_augmentation, eval_transform, hflip_boxes,
+                                    iou_with_rect, normalize, resize_image, sample_iou_crop, train_transform)
 
 
 def _tensor(image: Image.Image) -> torch.Tensor:
@@ -75,57 +77,100 @@ def test_no_crop_keeps_the_image():
     assert sample_iou_crop(boxes, height=10, width=10, rng=rng, min_ious=(None,)) is None
 
 
-def test_iou_crop_of_a_decoded_image_matches_the_rect():
-    image = _tensor(noise_image(0, size=(80, 60)))
-    boxes = np.array([[10, 10, 40, 30], [50, 20, 75, 55]], np.float32)
+_UNIT = dict(mean=(0.0, 0.0, 0.0), std=(1 / 255, 1 / 255, 1 / 255))  # normalize = identity on [0, 255]
+
+
+def test_train_transform_is_the_drawn_augmentation_applied():
+    """Training's transform = draw_augmentation (boxes, labels) + apply_augmentation (pixels);
+    the crop is the seed's IoU crop widened to the decode scale's grid."""
+    data = encode(noise_image(0, size=(400, 300)))
+    boxes = np.array([[10, 10, 140, 130], [250, 120, 375, 255]], np.float32)
+    kw = dict(image_hw=(300, 400), size_hw=(64, 64))
+    cropped = 0
     for seed in range(20):
-        cropped, kept, labels = iou_crop(image, boxes, np.array([1, 2]), np.random.default_rng(seed))
-        rect = sample_iou_crop(boxes, height=60, width=80, rng=np.random.default_rng(seed))
-        expected = image if rect is None else image[:, rect.y0:rect.y1, rect.x0:rect.x1]
-        assert cropped.equal(expected)
-        assert ((kept >= 0) & (kept <= np.array([cropped.shape[2], cropped.shape[1]] * 2))).all()
+        out = train_transform(data, boxes, np.array([1, 2]), rng=np.random.default_rng(seed), **kw, **_UNIT)
+        drawn = draw_augmentation(boxes, np.array([1, 2]), rng=np.random.default_rng(seed), **kw)
+        image = apply_augmentation(data, drawn.augmentation, size_hw=(64, 64), **_UNIT)
+        assert image.equal(out.image) and np.array_equal(drawn.boxes_xyxy_norm, out.boxes_xyxy_norm)
+        assert np.array_equal(drawn.labels, out.labels)
+        rect = sample_iou_crop(boxes, height=300, width=400, rng=np.random.default_rng(seed))
+        crop, scale = drawn.augmentation.crop, drawn.augmentation.decode_scale
+        if rect is None:
+            assert crop == CropRect(0, 0, 400, 300)
+            continue
+        cropped += 1
+        assert crop.x0 <= rect.x0 < rect.x0 + scale and crop.y0 <= rect.y0 < rect.y0 + scale
+        assert rect.x1 <= crop.x1 < rect.x1 + scale and rect.y1 <= crop.y1 < rect.y1 + scale
+        assert crop.x0 % scale == 0 and crop.y0 % scale == 0
+    assert cropped >= 10
 
 
-def test_flip_twice_is_the_identity_and_stays_inside():
+def test_draw_augmentation_keeps_the_seed_draw_order():
+    """The crop, then the flip, then the colour order and factors: one generator, in this
+    order, so the item's seed alone decides every choice."""
+    boxes = np.array([[10, 10, 40, 30]], np.float32)
+    for seed in range(10):
+        drawn = draw_augmentation(boxes, np.array([1]), image_hw=(60, 80), size_hw=(60, 80),
+                                  rng=np.random.default_rng(seed), resize_mode="bilinear")
+        rng = np.random.default_rng(seed)
+        sample_iou_crop(boxes, height=60, width=80, rng=rng)
+        assert drawn.augmentation.flip == (rng.uniform() < 0.5)
+        order = rng.permutation(3)
+        assert drawn.augmentation.jitter_order == tuple(order)
+        assert drawn.augmentation.jitter_factors == tuple(rng.uniform(0.6, 1.4) for _ in order)
+
+
+def test_background_image_draws_a_crop_and_no_boxes():
+    empty = np.zeros((0, 4), np.float32)
+    crops = set()
+    for seed in range(30):
+        drawn = draw_augmentation(empty, np.zeros(0, np.int64), image_hw=(90, 120), size_hw=(32, 32),
+                                  rng=np.random.default_rng(seed))
+        assert drawn.boxes_xyxy_norm.shape == (0, 4) and drawn.labels.shape == (0,)
+        crops.add(drawn.augmentation.crop)
+    assert len(crops) > 10  # background images are cropped too
+
+
+def test_flip_mirrors_the_pixels_and_the_boxes():
+    data = encode(noise_image(3, size=(37, 23)))
     rng = np.random.default_rng(2)
-    image = _tensor(noise_image(3, size=(37, 23)))
     boxes = _random_boxes(rng, 8, 23, 37)
-    flipped_image, flipped_boxes = hflip(image, boxes)
+    plain = Augmentation(CropRect(0, 0, 37, 23), 1, False, *NO_JITTER)
+    image = apply_augmentation(data, plain, size_hw=(23, 37), **_UNIT)
+    mirrored = apply_augmentation(data, plain._replace(flip=True), size_hw=(23, 37), **_UNIT)
+    assert mirrored.equal(image.flip(-1))
+    flipped_boxes = hflip_boxes(boxes, width=37)
     assert ((flipped_boxes >= 0) & (flipped_boxes <= np.array([37, 23, 37, 23]))).all()
     assert (flipped_boxes[:, 2:] >= flipped_boxes[:, :2]).all()
-    again_image, again_boxes = hflip(flipped_image, flipped_boxes)
-    assert again_image.equal(image)
-    np.testing.assert_array_equal(again_boxes, boxes)
-    # the pixels under a box move with it
-    x1, y1, x2, y2 = boxes[0].astype(int)
+    np.testing.assert_array_equal(hflip_boxes(flipped_boxes, width=37), boxes)
+    x1, y1, x2, y2 = boxes[0].astype(int)  # the pixels under a box move with it
     fx1 = int(flipped_boxes[0, 0])
-    assert image[:, y1:y2, x1:x2].flip(-1).equal(flipped_image[:, y1:y2, fx1:fx1 + x2 - x1])
+    assert image[:, y1:y2, x1:x2].flip(-1).equal(mirrored[:, y1:y2, fx1:fx1 + x2 - x1])
     boxes_norm = boxes / 37  # 1 - (1 - x) is x only up to float32 rounding
     np.testing.assert_allclose(hflip_boxes(hflip_boxes(boxes_norm, width=1.0), width=1.0), boxes_norm, atol=1e-7)
 
 
-def test_resize_scales_boxes_and_matches_pil():
+def test_resize_matches_pil():
     pil = noise_image(4, size=(40, 20))
-    resized, boxes = resize(_tensor(pil), np.array([[4, 2, 20, 10]], np.float32), (30, 60))
+    resized = resize_image(_tensor(pil), (30, 60))
     assert resized.shape == (3, 30, 60) and resized.dtype == torch.uint8
-    np.testing.assert_allclose(boxes, [[6, 3, 30, 15]])
-    down, _ = resize(_tensor(pil), np.zeros((0, 4), np.float32), (10, 16))  # antialiased, as PIL's
+    down = resize_image(_tensor(pil), (10, 16))  # antialiased, as PIL's
     reference = _tensor(pil.resize((16, 10), Image.Resampling.BILINEAR))
     assert (down.int() - reference.int()).abs().max() <= 1
 
 
-def test_color_jitter_is_reproducible_and_bounded():
-    image = _tensor(noise_image(5, size=(32, 32)))
-    a = color_jitter(image, np.random.default_rng(7))
-    b = color_jitter(image, np.random.default_rng(7))
-    assert a.equal(b) and a.dtype == torch.float32 and a.min() >= 0 and a.max() <= 255
-    ratios = []
-    for seed in range(30):
-        bright = color_jitter(image, np.random.default_rng(seed), contrast=0.0, saturation=0.0)
-        ratios.append(float(bright.mean() / image.double().mean()))
-    assert 0.55 < min(ratios) < 0.8 and 1.2 < max(ratios) < 1.45
-    grey = color_jitter(image, np.random.default_rng(0), brightness=0.0, contrast=0.0, saturation=1.0)
-    assert grey.shape == image.shape
+def test_color_jitter_is_bounded_and_brightness_scales():
+    image = _tensor(noise_image(5, size=(32, 32))).float()
+    for seed in range(10):
+        drawn = draw_augmentation(np.zeros((0, 4), np.float32), np.zeros(0), image_hw=(32, 32), size_hw=(32, 32),
+                                  rng=np.random.default_rng(seed))
+        out = color_jitter_(image.clone(), drawn.augmentation.jitter_order, drawn.augmentation.jitter_factors)
+        assert out.min() >= 0 and out.max() <= 255
+        assert all(0.6 <= f <= 1.4 for f in drawn.augmentation.jitter_factors)
+    for factor in (0.6, 1.4):
+        bright = color_jitter_(image.clone(), (BRIGHTNESS, CONTRAST, SATURATION), (factor, 1.0, 1.0))
+        ratio = float(bright.mean() / image.mean())
+        assert abs(ratio - factor) < 0.02 or (factor > 1 and ratio < factor)  # clamped at 255
 
 
 def test_color_jitter_matches_pil_enhance():
@@ -133,15 +178,12 @@ def test_color_jitter_matches_pil_enhance():
 
     pil = noise_image(11, size=(24, 16))
     for k, enhancer in enumerate((ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color)):
-        spreads = [0.0, 0.0, 0.0]
-        spreads[k] = 0.4
-        rng = np.random.default_rng(3)
-        ours = color_jitter(_tensor(pil), rng, brightness=spreads[0], contrast=spreads[1], saturation=spreads[2])
-        replay = np.random.default_rng(3)
-        order = replay.permutation(3)
-        factors = [replay.uniform(1 - spreads[j], 1 + spreads[j]) for j in order]
-        expected = _tensor(enhancer(pil).enhance(factors[list(order).index(k)]))
-        assert (ours - expected.float()).abs().max() <= 1.5  # PIL rounds to uint8
+        for factor in (0.7, 1.3):
+            factors = [1.0, 1.0, 1.0]
+            factors[k] = factor
+            ours = color_jitter_(_tensor(pil).float(), (BRIGHTNESS, CONTRAST, SATURATION), factors)
+            expected = _tensor(enhancer(pil).enhance(factor))
+            assert (ours - expected.float()).abs().max() <= 1.5  # PIL rounds to uint8
 
 
 def test_normalize_matches_the_formula():
@@ -161,7 +203,7 @@ def test_reduced_scale_decode_matches_a_full_decode(crop):
     widened = {None: CropRect(0, 0, 400, 300), CropRect(40, 16, 360, 280): CropRect(40, 16, 360, 280),
                CropRect(41, 17, 361, 283): CropRect(40, 16, 364, 284)}  # to multiples of the scale
     assert decoded.scale == 4 and decoded.crop == widened[crop]
-    fast, _ = resize(decoded.image, np.zeros((0, 4), np.float32), (64, 64))
+    fast = resize_image(decoded.image, (64, 64))
     full = Image.open(io.BytesIO(data)).convert("RGB")
     x0, y0, x1, y1 = decoded.crop
     errors = {}

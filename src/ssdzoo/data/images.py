@@ -197,24 +197,41 @@ def reduced_scale(crop_hw: tuple[int, int], size_hw: tuple[int, int]) -> int:
     return next((s for s in (8, 4, 2) if factor >= s), 1)
 
 
-def decode(data: bytes, *, crop: Optional[CropRect] = None,
-           size_hw: Optional[tuple[int, int]] = None) -> Decoded:
+def decode(data: bytes, *, crop: Optional[CropRect] = None, size_hw: Optional[tuple[int, int]] = None,
+           scale: Optional[int] = None) -> Decoded:
     """Decode ``crop`` of ``data`` (the whole image if None), as a viewer shows the image.
 
     With ``size_hw`` (what the crop will be resized to), a JPEG is decoded at the largest DCT
     scale 1/s at which the crop is still at least ``size_hw`` (libjpeg-turbo's scaled IDCT, PIL
     draft mode): no detail the output can show is lost. The crop is then widened to multiples
     of s so that it falls on whole decoded pixels; ``Decoded.crop`` is the widened crop. The
-    crop and the result are in the upright image's pixels (EXIF orientation applied). Data that
+    crop and the result are in the upright image's pixels (EXIF orientation applied). ``scale``
+    (with ``size_hw``) names the scale instead, as ``scaled_crop`` chose it for a crop it
+    already widened: the augmentation draws its crop before any byte is decoded. Data that
     does not decode raises ImageFileError.
     """
     try:
-        return _decode(data, crop, size_hw)
+        return _decode(data, crop, size_hw, scale)
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... on bad data
         raise ImageFileError(_decode_reason(err)) from None
 
 
-def _decode(data: bytes, crop: Optional[CropRect], size_hw: Optional[tuple[int, int]]) -> Decoded:
+def scaled_crop(crop: CropRect, full_hw: tuple[int, int], size_hw: tuple[int, int]) -> tuple[CropRect, int]:
+    """(``crop`` widened to multiples of the DCT scale ``reduced_scale`` picks for it, clipped
+    to the image; that scale): the region a reduced-scale ``decode`` returns.
+
+    >>> scaled_crop(CropRect(41, 17, 361, 283), (300, 400), (64, 64))
+    (CropRect(x0=40, y0=16, x1=364, y1=284), 4)
+    """
+    scale = reduced_scale((crop.y1 - crop.y0, crop.x1 - crop.x0), size_hw)
+    full_h, full_w = full_hw
+    widened = CropRect(crop.x0 // scale * scale, crop.y0 // scale * scale,
+                       min(full_w, -(-crop.x1 // scale) * scale), min(full_h, -(-crop.y1 // scale) * scale))
+    return widened, scale
+
+
+def _decode(data: bytes, crop: Optional[CropRect], size_hw: Optional[tuple[int, int]],
+            wanted_scale: Optional[int]) -> Decoded:
     image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     orientation = exif_orientation(image)
     stored_w, stored_h = image.size
@@ -222,16 +239,17 @@ def _decode(data: bytes, crop: Optional[CropRect], size_hw: Optional[tuple[int, 
     crop = crop or CropRect(0, 0, full_w, full_h)
     scale = 1
     if size_hw is not None and image.format == "JPEG":
-        scale = reduced_scale((crop.y1 - crop.y0, crop.x1 - crop.x0), size_hw)
+        widened, scale = scaled_crop(crop, (full_h, full_w), size_hw)
+        scale = scale if wanted_scale is None else wanted_scale
         if not _flips_keep_the_grid(orientation, stored_w, stored_h, scale):
             scale = 1
     if scale > 1:
         drafted = image.draft("RGB", (stored_w // scale, stored_h // scale))
         if drafted is None or round(stored_w / drafted[1][2]) != scale:  # not a plain JPEG
             scale = 1
-        else:
-            crop = CropRect(crop.x0 // scale * scale, crop.y0 // scale * scale,
-                            min(full_w, -(-crop.x1 // scale) * scale), min(full_h, -(-crop.y1 // scale) * scale))
+        elif wanted_scale is None:
+            crop = widened
+        # else: the caller's crop is already on the scale's grid (scaled_crop)
     if image.mode != "RGB":
         image = image.convert("RGB")
     with warnings.catch_warnings():

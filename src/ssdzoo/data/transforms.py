@@ -1,16 +1,21 @@
-"""The seed's SSD augmentation as functional joint image + box ops; each returns new objects.
+"""The seed's SSD augmentation: its parameters drawn once, and the CPU executor.
+
+The seed's training order: random IoU crop, resize to the input size (aspect not kept),
+horizontal flip with probability 0.5, colour jitter (brightness, contrast, saturation 0.4 in
+random order), normalize. Every random choice depends on the boxes and the image size alone,
+so ``draw_augmentation`` makes them all before any pixel is decoded and computes the boxes and
+labels they give: an ``Augmentation`` that two executors run, with the same boxes and labels:
+
+- the CPU executor here (``apply_augmentation``, what ``train_transform`` runs in the loader's
+  workers): only the crop is decoded, at a reduced JPEG scale where the output size allows
+  (``images.decode``); it flips the uint8 image (4x less memory traffic than float) and does
+  colour and normalization in place on its own float copy;
+- the device executor (``device_pipeline``): a whole batch decoded, cropped and resized,
+  flipped and coloured on the training device.
 
 Images are torch tensors (3, H, W): uint8 from the decoder, float32 in [0, 255] once colour
 work starts. Boxes are (G, 4) float32 numpy corners in pixels of the image they go with.
 Randomness comes only from the numpy Generator passed in.
-
-The seed's training order: random IoU crop, resize to the input size (aspect not kept),
-horizontal flip with probability 0.5, colour jitter (brightness, contrast, saturation 0.4 in
-random order), normalize. ``train_transform`` runs them in that order but decides the crop
-from the boxes and the image size alone (``sample_iou_crop``), so that only the crop is
-decoded, at a reduced scale where the output size allows (``images.decode``); it flips the
-uint8 image (4x less memory traffic than float) and does colour and normalization in place on
-its own float copy.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..resize import resize_legacy
-from .images import CropRect, decode
+from .images import CropRect, decode, scaled_crop
 
 # The seed's random_sample_crop: a minimum IoU drawn from these (None: keep the whole image),
 # up to 50 tries of a crop 0.3..1 of each side with height/width between 0.5 and 2.
@@ -121,23 +126,6 @@ def crop_boxes(boxes_xyxy: np.ndarray, labels: np.ndarray, rect: CropRect) -> tu
     return cropped.astype(np.float32), labels[keep]
 
 
-def iou_crop(
-    image: Tensor, boxes_xyxy: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
-) -> tuple[Tensor, np.ndarray, np.ndarray]:
-    """The seed's random IoU crop of a decoded (3, H, W) image (``train_transform`` fuses it
-    with decoding instead)."""
-    rect = sample_iou_crop(boxes_xyxy, height=image.shape[1], width=image.shape[2], rng=rng)
-    if rect is None:
-        return image.clone(), boxes_xyxy.copy(), labels.copy()
-    boxes, kept = crop_boxes(boxes_xyxy, labels, rect)
-    return image[:, rect.y0:rect.y1, rect.x0:rect.x1].clone(), boxes, kept
-
-
-def resize_boxes(boxes_xyxy: np.ndarray, *, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> np.ndarray:
-    scale = np.array([to_hw[1] / from_hw[1], to_hw[0] / from_hw[0]] * 2, dtype=np.float32)
-    return (boxes_xyxy * scale).astype(np.float32)
-
-
 def resize_image(image: Tensor, size_hw: tuple[int, int], mode: str = "antialias") -> Tensor:
     """(3, h, w) -> (3, H, W), bilinear with antialiasing (PIL's filter; torch has a fast uint8
     kernel for it). Aspect is not kept, as in the seed. ``mode="legacy"``: TF1's bilinear
@@ -155,11 +143,6 @@ def resize_image(image: Tensor, size_hw: tuple[int, int], mode: str = "antialias
                          align_corners=False)[0]
 
 
-def resize(image: Tensor, boxes_xyxy: np.ndarray, size_hw: tuple[int, int]) -> tuple[Tensor, np.ndarray]:
-    from_hw = (image.shape[1], image.shape[2])
-    return resize_image(image, size_hw), resize_boxes(boxes_xyxy, from_hw=from_hw, to_hw=size_hw)
-
-
 def hflip_boxes(boxes_xyxy: np.ndarray, *, width: float) -> np.ndarray:
     """Mirror boxes left-right in an image ``width`` wide (1.0 for normalized boxes).
 
@@ -172,28 +155,74 @@ def hflip_boxes(boxes_xyxy: np.ndarray, *, width: float) -> np.ndarray:
     return flipped
 
 
-def hflip(image: Tensor, boxes_xyxy: np.ndarray) -> tuple[Tensor, np.ndarray]:
-    return image.flip(-1), hflip_boxes(boxes_xyxy, width=image.shape[2])
+BRIGHTNESS, CONTRAST, SATURATION = 0, 1, 2  # the colour steps, as jitter_order names them
+NO_JITTER = ((BRIGHTNESS, CONTRAST, SATURATION), (1.0, 1.0, 1.0))
 
 
-def color_jitter(
-    image: Tensor, rng: np.random.Generator, *, brightness: float = SEED_JITTER,
-    contrast: float = SEED_JITTER, saturation: float = SEED_JITTER,
-) -> Tensor:
-    """Brightness, contrast and saturation, each by a factor from [1 - x, 1 + x], in random
-    order (as MindSpore's RandomColorAdjust): blends with black, with the mean grey, and with
-    the grey image. (3, H, W) uint8 or float in [0, 255] -> float32 in [0, 255]."""
-    return _color_jitter_(image.to(torch.float32, copy=True), rng, (brightness, contrast, saturation))
+class Augmentation(NamedTuple):
+    """One image's drawn augmentation: what either executor runs on its pixels."""
+
+    crop: CropRect  # the region of the upright image resized to the output (the whole image: none)
+    decode_scale: int  # the JPEG DCT scale the CPU executor may decode ``crop`` at (it is on its grid)
+    flip: bool  # mirror left-right after resizing
+    jitter_order: tuple[int, int, int]  # the colour steps in the order they run (BRIGHTNESS, ...)
+    jitter_factors: tuple[float, float, float]  # each step's factor, in that order (1: no change)
 
 
-def _color_jitter_(image: Tensor, rng: np.random.Generator, spreads: Sequence[float]) -> Tensor:
-    """In place on a float (3, H, W) image in [0, 255]; each step is a blend (lerp) and a clamp."""
+class Drawn(NamedTuple):
+    """An ``Augmentation`` and the boxes and labels it gives."""
+
+    augmentation: Augmentation
+    boxes_xyxy_norm: np.ndarray  # (G, 4) float32 in [0, 1] of the output image
+    labels: np.ndarray  # (G,) int64
+
+
+def draw_augmentation(
+    boxes_xyxy: np.ndarray, labels: np.ndarray, *, image_hw: tuple[int, int], size_hw: tuple[int, int],
+    rng: np.random.Generator, resize_mode: str = "antialias",
+) -> Drawn:
+    """The seed's training augmentation of an image of ``image_hw`` with pixel boxes, drawn from
+    the boxes and the size alone: IoU crop (``sample_iou_crop``), flip with probability 0.5,
+    colour jitter (brightness, contrast, saturation 0.4, in random order). With antialiased
+    resizing the crop is widened by a few pixels to the grid of the JPEG scale it can be
+    decoded at (``images.scaled_crop``); the boxes are those of the widened crop. The draws
+    come from ``rng`` in this order, so the item's generator alone decides the result."""
+    height, width = image_hw
+    rect = sample_iou_crop(boxes_xyxy, height=height, width=width, rng=rng)
+    crop = rect or CropRect(0, 0, width, height)
+    crop, scale = scaled_crop(crop, image_hw, size_hw) if resize_mode == "antialias" else (crop, 1)
+    if rect is not None:
+        boxes_xyxy, labels = crop_boxes(boxes_xyxy, labels, crop)
+    crop_wh = np.array([crop.x1 - crop.x0, crop.y1 - crop.y0] * 2, dtype=np.float32)
+    boxes_norm = (boxes_xyxy / crop_wh).astype(np.float32)
+    flip = bool(rng.uniform() < SEED_FLIP_PROBABILITY)
+    if flip:
+        boxes_norm = hflip_boxes(boxes_norm, width=1.0)
+    order = tuple(int(k) for k in rng.permutation(3))
+    factors = tuple(float(rng.uniform(max(0.0, 1.0 - SEED_JITTER), 1.0 + SEED_JITTER)) for _ in order)
+    return Drawn(Augmentation(crop, scale, flip, order, factors), boxes_norm, np.array(labels, dtype=np.int64))
+
+
+def eval_augmentation(boxes_xyxy: np.ndarray, labels: np.ndarray, *, image_hw: tuple[int, int],
+                      size_hw: tuple[int, int], resize_mode: str = "antialias") -> Drawn:
+    """Evaluation's: the whole image resized, nothing random."""
+    height, width = image_hw
+    crop = CropRect(0, 0, width, height)
+    scale = scaled_crop(crop, image_hw, size_hw)[1] if resize_mode == "antialias" else 1
+    boxes_norm = (boxes_xyxy / np.array([width, height, width, height], np.float32)).astype(np.float32)
+    return Drawn(Augmentation(crop, scale, False, *NO_JITTER), boxes_norm, np.array(labels, dtype=np.int64))
+
+
+def color_jitter_(image: Tensor, order: Sequence[int], factors: Sequence[float]) -> Tensor:
+    """In place on a float (3, H, W) image in [0, 255]: the colour steps in ``order``, each a
+    blend (lerp) with ``factors``' factor, then a clamp to [0, 255] (as MindSpore's
+    RandomColorAdjust): brightness blends with black, contrast with the mean grey level,
+    saturation with the grey image (ITU-R 601 luma)."""
     luma = image.new_tensor(LUMA_RGB)
-    for k in rng.permutation(3):
-        factor = float(rng.uniform(max(0.0, 1.0 - spreads[k]), 1.0 + spreads[k]))
-        if k == 0:  # towards black
+    for k, factor in zip(order, factors):
+        if k == BRIGHTNESS:  # towards black
             image.mul_(factor)
-        elif k == 1:  # towards the mean grey level
+        elif k == CONTRAST:  # towards the mean grey level
             image.lerp_((image.mean(dim=(1, 2)) @ luma).reshape(1, 1, 1), 1.0 - factor)
         else:  # towards the grey image
             image.lerp_(torch.tensordot(luma, image, dims=1)[None], 1.0 - factor)
@@ -212,6 +241,22 @@ def _normalize_(image: Tensor, mean: Sequence[float], std: Sequence[float]) -> T
     return image.mul_(1.0 / (255.0 * std_t)).sub_(mean_t / std_t)
 
 
+def apply_augmentation(data: bytes, augmentation: Augmentation, *, size_hw: tuple[int, int],
+                       mean: Sequence[float], std: Sequence[float], resize_mode: str = "antialias") -> Tensor:
+    """The CPU executor: decode ``augmentation.crop`` of the encoded image (at its reduced
+    scale where antialiased), resize, flip, colour, normalize -> (3, H, W) float32."""
+    antialias = resize_mode == "antialias"
+    decoded = decode(data, crop=augmentation.crop, size_hw=size_hw if antialias else None,
+                     scale=augmentation.decode_scale if antialias else None)
+    image = resize_image(decoded.image, size_hw, resize_mode)
+    if augmentation.flip:
+        image = image.flip(-1)
+    image = image.to(torch.float32, memory_format=torch.contiguous_format)
+    if augmentation.jitter_factors != NO_JITTER[1]:
+        color_jitter_(image, augmentation.jitter_order, augmentation.jitter_factors)
+    return _normalize_(image, mean, std)
+
+
 class Transformed(NamedTuple):
     image: Tensor  # (3, H, W) float32, normalized
     boxes_xyxy_norm: np.ndarray  # (G, 4) float32 in [0, 1]
@@ -223,23 +268,14 @@ def train_transform(
     size_hw: tuple[int, int], rng: np.random.Generator, mean: Sequence[float], std: Sequence[float],
     resize_mode: str = "antialias",
 ) -> Transformed:
-    """The seed's training augmentation of one encoded image with pixel boxes: IoU crop, resize,
-    flip, colour jitter, normalize. ``resize_mode`` as ``resize_image``'s ``mode`` (legacy
-    decodes at full scale, as TensorFlow does)."""
-    height, width = image_hw
-    rect = sample_iou_crop(boxes_xyxy, height=height, width=width, rng=rng)
-    decoded = decode(data, crop=rect, size_hw=size_hw if resize_mode == "antialias" else None)
-    if rect is not None:  # the decoded crop may be a few pixels wider (see images.decode)
-        boxes_xyxy, labels = crop_boxes(boxes_xyxy, labels, decoded.crop)
-    crop = decoded.crop
-    crop_wh = np.array([crop.x1 - crop.x0, crop.y1 - crop.y0] * 2, dtype=np.float32)
-    boxes_norm = (boxes_xyxy / crop_wh).astype(np.float32)
-    image = resize_image(decoded.image, size_hw, resize_mode)
-    if rng.uniform() < SEED_FLIP_PROBABILITY:
-        image, boxes_norm = image.flip(-1), hflip_boxes(boxes_norm, width=1.0)
-    image = image.to(torch.float32, memory_format=torch.contiguous_format)
-    _color_jitter_(image, rng, (SEED_JITTER,) * 3)
-    return Transformed(_normalize_(image, mean, std), boxes_norm, np.array(labels, dtype=np.int64))
+    """The seed's training augmentation of one encoded image with pixel boxes, on the CPU:
+    ``draw_augmentation`` then ``apply_augmentation``. ``resize_mode`` as ``resize_image``'s
+    ``mode`` (legacy decodes at full scale, as TensorFlow does)."""
+    drawn = draw_augmentation(boxes_xyxy, labels, image_hw=image_hw, size_hw=size_hw, rng=rng,
+                              resize_mode=resize_mode)
+    image = apply_augmentation(data, drawn.augmentation, size_hw=size_hw, mean=mean, std=std,
+                               resize_mode=resize_mode)
+    return Transformed(image, drawn.boxes_xyxy_norm, drawn.labels)
 
 
 def eval_transform(
@@ -248,9 +284,7 @@ def eval_transform(
     resize_mode: str = "antialias",
 ) -> Transformed:
     """Evaluation: resize and normalize only."""
-    height, width = image_hw
-    decoded = decode(data, size_hw=size_hw if resize_mode == "antialias" else None)
-    image = resize_image(decoded.image, size_hw, resize_mode)
-    image = image.to(torch.float32, memory_format=torch.contiguous_format)
-    boxes_norm = (boxes_xyxy / np.array([width, height, width, height], np.float32)).astype(np.float32)
-    return Transformed(_normalize_(image, mean, std), boxes_norm, np.array(labels, dtype=np.int64))
+    drawn = eval_augmentation(boxes_xyxy, labels, image_hw=image_hw, size_hw=size_hw, resize_mode=resize_mode)
+    image = apply_augmentation(data, drawn.augmentation, size_hw=size_hw, mean=mean, std=std,
+                               resize_mode=resize_mode)
+    return Transformed(image, drawn.boxes_xyxy_norm, drawn.labels)
