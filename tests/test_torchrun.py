@@ -64,6 +64,19 @@ def test_two_processes_match_one_process_with_twice_the_batch(shapes, uninterrup
         torch.testing.assert_close(ddp["model"][name], value, rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_two_processes_match_one_process_on_the_device_data_backend(shapes, tmp_path):
+    """data_backend device (decoded and augmented by each rank's device, here its CPU): the
+    same weights as one process with twice the batch on that backend."""
+    done = torchrun(shapes, tmp_path / "ddp", "data_backend=device", "eval_while_train=false")
+    assert done.returncode == 0, done.stderr[-3000:]
+    train(tiny_config(*COMMON, f"data_dir={shapes}", "batch_size=4", f"ckpt_save_dir={tmp_path / 'one'}",
+                      "data_backend=device", "eval_while_train=false"), progress_bar=False)
+    ddp, single = load_checkpoint(tmp_path / "ddp" / "last.pt"), load_checkpoint(tmp_path / "one" / "last.pt")
+    assert ddp["step"] == single["step"] == 8
+    for name, value in single["model"].items():
+        torch.testing.assert_close(ddp["model"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
 def test_preempted_job_continues_with_resume_auto(shapes, uninterrupted, tmp_path):
     stopped = torchrun(shapes, tmp_path, fault="sigterm-agent@3")
     assert stopped.returncode != 0

@@ -66,6 +66,11 @@ class Config:
     # source pixel = destination * in / out, no half-pixel centres, no antialiasing; what TF OD
     # API models were trained with; JPEGs are decoded at full scale unless antialias)
     image_resize: str = "antialias"
+    # ssdzoo: where images are decoded and augmented (training, evaluation, predict): workers
+    # (the loader's processes, on the CPU) | device (the workers read bytes and draw the
+    # augmentation, the training device decodes and augments whole batches; image_resize
+    # antialias or bilinear) | auto (device on CUDA unless image_resize is legacy, else workers)
+    data_backend: str = "auto"
 
     # --- model ---------------------------------------------------------------------------
     backbone: str = "mobilenetv2_100"  # any timm model name with feature maps
@@ -239,6 +244,7 @@ def describe_model(cfg: Config) -> str:
 
 CHOICES = {
     "image_resize": ("antialias", "bilinear", "legacy"),
+    "data_backend": ("auto", "workers", "device"),
     "extras_block": ("inverted_residual", "conv"),
     "head_conv": (None, "separable", "plain"),
     "anchor_centres": ("seed", "tensorflow"),
@@ -333,6 +339,9 @@ def _validated(cfg: Config, source: str = "config") -> Config:
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             fail(f"{key} must be one of {allowed}, got {getattr(cfg, key)!r}")
+    if cfg.data_backend == "device" and cfg.image_resize == "legacy":
+        fail("data_backend device resizes with image_resize antialias or bilinear; image_resize legacy "
+             "needs data_backend workers (or auto)")
     if cfg.classes is not None:
         if cfg.num_classes is None:
             cfg = dataclasses.replace(cfg, num_classes=len(cfg.classes))

@@ -211,15 +211,19 @@ class _Pictures(NamedTuple):
 
 
 class ImageFiles(Dataset):
-    """Image files -> ``_Item``s, decoded and preprocessed (in the loader's workers)."""
+    """Image files -> ``_Item``s, decoded and preprocessed (in the loader's workers); with
+    ``encoded`` (the device data backend) only read and routed (``device_pipeline.encode_image``):
+    the device decodes and resizes them."""
 
-    def __init__(self, files: Sequence[Path], cfg: "Config", *, keep_original: bool):
-        self.files, self.cfg, self.keep_original = list(files), cfg, keep_original
+    def __init__(self, files: Sequence[Path], cfg: "Config", *, keep_original: bool, encoded: bool = False):
+        self.files, self.cfg, self.keep_original, self.encoded = list(files), cfg, keep_original, encoded
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> _Item:
+        if self.encoded:
+            return self._encoded_item(i)
         try:
             array = load_image(self.files[i])
         except ImageReadError as err:
@@ -227,9 +231,25 @@ class ImageFiles(Dataset):
         batch, image_hw = preprocess([array], self.cfg)
         return _Item(i, batch[0].numpy(), tuple(image_hw[0].tolist()), array if self.keep_original else None, None)
 
+    def _encoded_item(self, i: int) -> _Item:
+        from .data.device_pipeline import encode_image
+        from .data.images import ImageFileError, read_file_bytes
+
+        try:
+            encoded = encode_image(read_file_bytes(self.files[i]))
+        except ImageFileError as err:
+            return _Item(i, None, None, None, f"{self.files[i]}: not a readable image ({err.reason})")
+        return _Item(i, encoded, encoded.image_hw, None, None)
+
 
 def _collate(items: list[_Item]) -> _Batch:
     ok = [item for item in items if item.error is None]
+    if ok and not isinstance(ok[0].image, np.ndarray):  # encoded (device backend): decoded on the device
+        from .data.device_pipeline import EncodedImages
+
+        image_hw = torch.tensor([item.image_hw for item in ok], dtype=torch.int64).reshape(-1, 2)
+        return _Batch([item.index for item in ok], EncodedImages.whole([item.image for item in ok]), image_hw, None,
+                      [(item.index, item.error) for item in items if item.error is not None])
     images = torch.from_numpy(np.stack([item.image for item in ok])) if ok else torch.empty(0)
     image_hw = torch.tensor([item.image_hw for item in ok], dtype=torch.int64).reshape(-1, 2)
     pictures = _Pictures.pack([item.original for item in ok]) if ok and ok[0].original is not None else None
@@ -313,7 +333,11 @@ def _predict_images(predictor: Predictor, todo: list[InputFile], ids: dict[str, 
     """The images of ``todo`` through loader -> network -> drawing -> stream; how many were read."""
     if not todo:
         return 0
-    dataset = ImageFiles([f.path for f in todo], predictor.cfg, keep_original=draw)
+    from .data.device_pipeline import resolve_data_backend
+
+    on_device = (resolve_data_backend(predictor.cfg, predictor.device) == "device"
+                 and not hasattr(predictor.network, "session"))  # onnxruntime takes host arrays
+    dataset = ImageFiles([f.path for f in todo], predictor.cfg, keep_original=draw, encoded=on_device)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
                         prefetch_factor=2 if workers else None)
     classes = predictor.cfg.classes
@@ -322,6 +346,8 @@ def _predict_images(predictor: Predictor, todo: list[InputFile], ids: dict[str, 
     bar = tqdm(total=len(todo), unit="img", desc="predict", disable=None if progress is None else not progress)
     with _drawers(workers) as drawer, _network_threads(predictor, workers):
         for batch in loader:
+            if on_device:
+                batch = _decoded_on_device(batch, predictor, keep_original=draw)
             lines, detections_drawn, paths = [], [], []
             for index, error in batch.errors:
                 log.warning("skipping %s", error)
@@ -347,6 +373,28 @@ def _predict_images(predictor: Predictor, todo: list[InputFile], ids: dict[str, 
             _finish(pending.pop(0), stream)
     bar.close()
     return count
+
+
+def _decoded_on_device(batch: _Batch, predictor: Predictor, *, keep_original: bool) -> _Batch:
+    """An encoded batch decoded and resized on the predictor's device; files the decoders
+    refuse join the errors. The pictures to draw on come back to the host."""
+    from .data.device_pipeline import augment_on_device, decode_images
+
+    if not batch.indices:
+        return batch
+    cfg = predictor.cfg
+    decoded, reasons = decode_images(batch.images, predictor.device)
+    keep = [k for k, image in enumerate(decoded) if image is not None]
+    failed = iter(reasons)
+    errors = batch.errors + [(batch.indices[k], f"not a readable image ({next(failed)})")
+                             for k, image in enumerate(decoded) if image is None]
+    if not keep:
+        return _Batch([], torch.empty(0), batch.image_hw[:0], None, errors)
+    decoded = [decoded[k] for k in keep]
+    images = augment_on_device(decoded, batch.images.select(keep), size_hw=tuple(cfg.image_size), mean=cfg.mean,
+                               std=cfg.std, resize_mode=cfg.image_resize)
+    originals = _Pictures.pack([d.permute(1, 2, 0).cpu().numpy() for d in decoded]) if keep_original else None
+    return _Batch([batch.indices[k] for k in keep], images, batch.image_hw[keep], originals, errors)
 
 
 def default_workers(predictor: Predictor, *, draw: bool = True) -> int:

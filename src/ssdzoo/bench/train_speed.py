@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..config import Config
-from ..data import Batch, PackedSplit, load_dataset, make_loader, read_coco_json
+from ..data import Batch, PackedSplit, batch_to_device, load_dataset, make_loader, read_coco_json, resolve_data_backend
 from ..data.coco import annotation_path
 from ..data.dataset import TRAIN_SPLIT
 from ..data.packed import is_packed_split
@@ -155,7 +155,8 @@ def bench_loader_training(cfg: Config, data: str | Path, device: torch.device, *
                  data, len(classes), len(classes) + 1, cfg.num_classes)
         cfg = cfg.replace(classes=("background", *classes), num_classes=len(classes) + 1)
     dataset = load_dataset(data, cfg, train=True)
-    loader = make_loader(dataset, cfg, train=True, batch_size=batch_size)
+    backend = resolve_data_backend(cfg, device)  # device: decode and augmentation count in the step's time
+    loader = make_loader(dataset, cfg, train=True, batch_size=batch_size, backend=backend)
     if len(loader) == 0:
         raise ValueError(f"{data}: {len(dataset)} training images give no full batch of {batch_size}")
     step = ssdzoo_train_step(cfg, device, channels_last=channels_last)
@@ -164,7 +165,7 @@ def bench_loader_training(cfg: Config, data: str | Path, device: torch.device, *
              dataset.source, len(dataset), workers, warmup, steps)
     batches = _endless(loader)
     for _ in range(warmup):  # includes starting the workers
-        step(next(batches))
+        step(batch_to_device(next(batches), device, cfg))
     sync()
     waits, loss = [], None
     start = time.perf_counter()
@@ -172,13 +173,14 @@ def bench_loader_training(cfg: Config, data: str | Path, device: torch.device, *
         before = time.perf_counter()
         batch = next(batches)
         waits.append(time.perf_counter() - before)
-        loss = step(batch)
+        loss = step(batch_to_device(batch, device, cfg))
     sync()
     seconds = time.perf_counter() - start
     batches.close()
     return {
         "img_per_s": round(steps * batch_size / seconds, 2),
         "seconds": round(seconds, 3), "steps": steps, "batch": batch_size, "workers": workers,
+        "data_backend": backend,
         "data_wait": Timing(tuple(waits)).to_dict(),
         "data_wait_share": round(sum(waits) / seconds, 3),
         "source": dataset.source, "images": len(dataset), "num_classes": cfg.num_classes,

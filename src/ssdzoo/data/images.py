@@ -87,7 +87,7 @@ def upright(image: Image.Image, orientation: Optional[int] = None) -> Image.Imag
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """An image file as a viewer shows it: (H, W, 3) uint8 RGB. Raises ImageFileError."""
-    data = _read_bytes(path)
+    data = read_file_bytes(path)
     try:
         with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
             orientation = exif_orientation(image)
@@ -98,7 +98,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 
 def read_image_file(path: str | os.PathLike) -> ImageFile:
     """Read and fully decode ``path``; raise ImageFileError naming the fault."""
-    data = _read_bytes(path)
+    data = read_file_bytes(path)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -145,7 +145,7 @@ def probe_image_file(path: str | os.PathLike) -> ImageFile:
     return ImageFile(None, height, width, None if mode == "RGB" else mode, orientation)
 
 
-def _read_bytes(path: str | os.PathLike) -> bytes:
+def read_file_bytes(path: str | os.PathLike) -> bytes:
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:

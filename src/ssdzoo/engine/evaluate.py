@@ -15,6 +15,7 @@ from tqdm import tqdm
 from ..anchors import default_boxes
 from ..atomic import write_json
 from ..boxes import xyxy_to_xywh
+from ..data.device_pipeline import batch_to_device
 from ..postprocess import Detections, postprocess
 from ..targets import decode
 
@@ -151,13 +152,15 @@ def format_table(stats: dict[str, float]) -> str:
 @torch.inference_mode()
 def detect(model: torch.nn.Module, loader, cfg: "Config", device: torch.device,
            progress: bool = True) -> tuple[list[Detections], list[int]]:
-    """Run ``model`` over an eval loader: per-image Detections (pixels) and image ids."""
+    """Run ``model`` over an eval loader (``make_loader(..., train=False)``, either data backend):
+    per-image Detections (pixels) and image ids."""
     anchors_cxcywh = default_boxes(cfg).to(device)
     was_training = model.training
     model.eval()
     detections, image_ids = [], []
     for batch in tqdm(loader, desc="eval", leave=False, disable=not progress):
-        loc, logits = model(batch.images.to(device, non_blocking=True))
+        batch = batch_to_device(batch, device, cfg, strict=True)  # the device backend decodes and resizes here
+        loc, logits = model(batch.images)
         boxes_xyxy = decode(loc.float(), anchors_cxcywh, cfg)
         detections += [Detections(*(t.cpu() for t in d)) for d in
                        postprocess(boxes_xyxy, logits.float().sigmoid(), cfg, batch.image_hw.to(device))]
@@ -209,9 +212,9 @@ def report_from_detections(dataset, detections: Sequence[Detections], image_ids:
 def evaluate_report(model: torch.nn.Module, dataset, cfg: "Config", *, device: torch.device,
                     progress: bool = True, voc: bool = False) -> EvalReport:
     """``evaluate`` with the per-class numbers, and VOC's AP with ``voc``."""
-    from ..data import make_loader
+    from ..data import make_loader, resolve_data_backend
 
-    loader = make_loader(dataset, cfg, train=False)
+    loader = make_loader(dataset, cfg, train=False, backend=resolve_data_backend(cfg, device))
     detections, image_ids = detect(model, loader, cfg, device, progress)
     return report_from_detections(dataset, detections, image_ids, voc=voc)
 

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from ..anchors import default_boxes
 from ..atomic import WriteError, write_bytes
 from ..config import Config, config_from_dict
+from ..data.device_pipeline import batch_to_device
 from ..finetune import load_for_finetuning
 from ..loss import ssd_loss
 from ..model import build_model
@@ -208,7 +209,7 @@ class _Run:
 
     def __init__(self, cfg: Config, info: DistInfo, device: torch.device, group, progress_bar: Optional[bool], *,
                  weights: Optional[str | Path] = None, init_backbone: bool = True):
-        from ..data import load_dataset, make_loader
+        from ..data import load_dataset, make_loader, resolve_data_backend
 
         self.cfg, self.info, self.device, self.group = cfg, info, device, group
         self.show_progress = info.is_main and (sys.stderr.isatty() if progress_bar is None else progress_bar)
@@ -241,7 +242,8 @@ class _Run:
         self.train_set = load_dataset(cfg.data_dir, cfg, train=True)
         self.train_set.skip_unreadable = True  # skipped, logged and counted (max_unreadable_share)
         self.loader = make_loader(self.train_set, cfg, train=True, rank=info.rank, world_size=info.world_size,
-                                  seed=cfg.seed, processes_per_node=info.local_world_size)
+                                  seed=cfg.seed, processes_per_node=info.local_world_size,
+                                  backend=resolve_data_backend(cfg, device))
         self.val_set = load_dataset(cfg.data_dir, cfg, train=False) if cfg.eval_while_train and info.is_main else None
         self.steps_per_epoch = len(self.loader)
         if self.steps_per_epoch == 0:
@@ -412,6 +414,7 @@ class _Run:
                      initial=first, total=self.steps_per_epoch)
         signum = None
         for done, batch in enumerate(steps, start=first + 1):
+            batch = batch_to_device(batch, self.device, cfg)  # the device backend decodes and augments here
             lr = float(self.schedule[min(self.progress.step, len(self.schedule) - 1)])
             for group in self.optimizer.param_groups:
                 group["lr"] = lr

@@ -1,0 +1,370 @@
+"""The device executor of the augmentation: loader workers read bytes, the device makes pixels.
+
+``data_backend`` (config) chooses where images are decoded and augmented:
+
+    workers   the loader's worker processes decode and augment each image on the CPU
+              (``transforms.train_transform``); the batch reaches the device as pixels.
+    device    the workers only read each file's bytes and boxes and draw its augmentation
+              (``transforms.draw_augmentation``: no pixel is touched); the training device
+              decodes the batch (``decoder.decode_on_device``: batched nvJPEG on CUDA), then,
+              for the whole batch at once: crop and resize (one ``roi_align``), flip, colour
+              jitter, normalize.
+    auto      device when the training (or evaluation, predict) device is CUDA, else workers
+              (and workers for ``image_resize: legacy``, which the device does not do).
+
+Both give the same ``Batch``; ``batch_to_device`` turns either kind of loader batch into one
+on the device. Boxes and labels are the drawn ones on both backends, so they are equal; pixels
+differ by interpolation only (the CPU decodes JPEGs at a reduced DCT scale and resizes with
+PIL's antialiasing filter; the device averages bilinear samples over each output pixel's area,
+roi_align's adaptive sampling): tests/test_device_pipeline.py measures it.
+
+The crop and resize works in mean-centred [0, 255] pixels, so the zero padding of roi_align
+outside an image is the mean colour (the seed's expand fill, should a crop reach outside). A
+batch of differently sized images shares one zero canvas; each image's last row and column are
+repeated once beside it, so that sampling at its edge sees the image's border as a lone image
+would (torchvision's roi_align clamps there).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .dataset import _NONE_SKIPPED, Batch, SampleKey, SkippedImage
+from .decoder import decode_on_device, device_decodable
+from .images import CropRect, ImageFileError, decode, orient
+from .transforms import LUMA_RGB, NO_JITTER, Augmentation, draw_augmentation, eval_augmentation
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from .dataset import DetectionDataset
+
+log = logging.getLogger(__name__)
+
+DATA_BACKENDS = ("auto", "workers", "device")
+
+
+def resolve_data_backend(cfg: "Config", device: Union[torch.device, str]) -> str:
+    """cfg.data_backend with ``auto`` resolved for ``device``: device on CUDA (unless
+    image_resize is legacy, which only the workers do), else workers."""
+    backend = cfg.data_backend
+    if backend == "auto":
+        on_cuda = torch.device(device).type == "cuda"
+        return "device" if on_cuda and cfg.image_resize != "legacy" else "workers"
+    return backend
+
+
+# ------------------------------------------------------------------------------------------
+# in the loader's workers: bytes, boxes and drawn parameters
+
+
+class EncodedImage(NamedTuple):
+    """One image as the workers hand it over: its bytes for the device decoder, or its pixels
+    where the CPU decoded it (a file that decoder does not take)."""
+
+    data: Optional[Tensor]  # (B,) uint8 encoded file (None when ``pixels`` is given)
+    pixels: Optional[Tensor]  # (3, h, w) uint8 upright RGB decoded on the CPU
+    orientation: int  # EXIF orientation still to apply to the device-decoded pixels (1: none)
+    image_hw: tuple[int, int]  # the upright image's (height, width)
+
+
+def encode_image(data: bytes) -> EncodedImage:
+    """Route a file: bytes for the device decoder if it takes them, else decoded on the CPU.
+    Raises ImageFileError for a file that is not an image."""
+    try:
+        probe = device_decodable(data)
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... on bad headers
+        raise ImageFileError(f"not decodable ({err})") from None
+    image_hw = (probe.height, probe.width)
+    if probe.on_device:
+        return EncodedImage(torch.frombuffer(bytearray(data), dtype=torch.uint8), None, probe.orientation, image_hw)
+    return EncodedImage(None, decode(data).image.clone(), 1, image_hw)
+
+
+class EncodedSample(NamedTuple):
+    """A ``Sample`` before its pixels exist."""
+
+    index: int  # in the dataset
+    image: EncodedImage
+    augmentation: Augmentation
+    boxes_xyxy: Tensor  # (G, 4) float32, normalized to [0, 1] of the output image
+    labels: Tensor  # (G,) int64
+    image_id: int
+    image_hw: Tensor  # (2,) int64: the original (height, width)
+
+
+class EncodedItems(Dataset):
+    """``DetectionDataset`` items for the device backend: the file's bytes, its boxes and its
+    drawn augmentation (training: the seed's, from the generator seeded with (seed, epoch, i),
+    as the workers backend draws it; evaluation: the whole image). Unreadable files follow the
+    dataset's ``skip_unreadable``."""
+
+    def __init__(self, dataset: "DetectionDataset"):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: Union[int, SampleKey]) -> Union[EncodedSample, SkippedImage]:
+        ds = self.dataset
+        i, epoch, seed = key if isinstance(key, tuple) else (key, ds.epoch, ds.seed)
+        if not -len(ds) <= i < len(ds):
+            raise IndexError(f"index {i} out of range for a dataset of {len(ds)} images")
+        i = int(i) % len(ds)
+        boxes_xyxy, labels = ds.index.boxes_of(i)
+        image_hw = (int(ds.index.heights[i]), int(ds.index.widths[i]))
+        if ds.train:
+            drawn = draw_augmentation(boxes_xyxy, labels, image_hw=image_hw, size_hw=ds.size_hw,
+                                      rng=np.random.default_rng((seed, epoch, i)), resize_mode=ds.resize_mode)
+        else:
+            drawn = eval_augmentation(boxes_xyxy, labels, image_hw=image_hw, size_hw=ds.size_hw,
+                                      resize_mode=ds.resize_mode)
+        try:
+            image = encode_image(ds.images.read(i))
+        except (OSError, ValueError, ImageFileError) as err:
+            return _unreadable(ds, i, err)
+        return EncodedSample(i, image, drawn.augmentation, torch.from_numpy(drawn.boxes_xyxy_norm),
+                             torch.from_numpy(drawn.labels), int(ds.index.image_ids[i]),
+                             torch.tensor(image_hw, dtype=torch.int64))
+
+
+def _unreadable(ds: "DetectionDataset", i: int, err: Exception) -> SkippedImage:
+    file_name = ds.index.file_names[i].as_py()
+    if ds.skip_unreadable:
+        log.warning("%s: image %s cannot be decoded (%s): skipped", ds.source, file_name, err)
+        return SkippedImage(i, file_name, str(err))
+    raise RuntimeError(f"{ds.source}: image {file_name}: {err}") from err
+
+
+class EncodedImages(NamedTuple):
+    """A batch's images before decoding, with their drawn augmentations."""
+
+    data: list[Tensor]  # encoded files for the device decoder, in batch order of those images
+    pixels: list[Tensor]  # (3, h, w) uint8 decoded on the CPU, in batch order of the others
+    on_device: Tensor  # (N,) bool: image k is the next of ``data`` (True) or of ``pixels``
+    orientation: Tensor  # (N,) int64 EXIF orientation to apply after decoding
+    crops: Tensor  # (N, 4) float32 x0, y0, x1, y1 in the upright image's pixels
+    flips: Tensor  # (N,) bool
+    jitter_order: Tensor  # (N, 3) int64
+    jitter_factors: Tensor  # (N, 3) float32
+
+    @classmethod
+    def stack(cls, images: Sequence[EncodedImage], augmentations: Sequence[Augmentation]) -> "EncodedImages":
+        return cls(
+            data=[im.data for im in images if im.data is not None],
+            pixels=[im.pixels for im in images if im.data is None],
+            on_device=torch.tensor([im.data is not None for im in images], dtype=torch.bool),
+            orientation=torch.tensor([im.orientation for im in images], dtype=torch.int64),
+            crops=torch.tensor([tuple(a.crop) for a in augmentations], dtype=torch.float32).reshape(-1, 4),
+            flips=torch.tensor([a.flip for a in augmentations], dtype=torch.bool),
+            jitter_order=torch.tensor([a.jitter_order for a in augmentations], dtype=torch.int64).reshape(-1, 3),
+            jitter_factors=torch.tensor([a.jitter_factors for a in augmentations],
+                                        dtype=torch.float32).reshape(-1, 3),
+        )
+
+    @classmethod
+    def whole(cls, images: Sequence[EncodedImage]) -> "EncodedImages":
+        """Images to resize whole, nothing random (evaluation, predict)."""
+        return cls.stack(images, [Augmentation(CropRect(0, 0, im.image_hw[1], im.image_hw[0]), 1, False, *NO_JITTER)
+                                  for im in images])
+
+    def select(self, keep: Sequence[int]) -> "EncodedImages":
+        """The images at positions ``keep``, in that order."""
+        slots = _slots(self.on_device)
+        data = [self.data[slots[k]] for k in keep if self.on_device[k]]
+        pixels = [self.pixels[slots[k]] for k in keep if not self.on_device[k]]
+        index = torch.as_tensor(list(keep), dtype=torch.int64)
+        return EncodedImages(data, pixels, self.on_device[index], self.orientation[index], self.crops[index],
+                             self.flips[index], self.jitter_order[index], self.jitter_factors[index])
+
+
+def _slots(on_device: Tensor) -> list[int]:
+    """Position of each image in ``data`` or ``pixels``."""
+    counts, slots = [0, 0], []
+    for flag in on_device.tolist():
+        slots.append(counts[flag])
+        counts[flag] += 1
+    return slots
+
+
+class EncodedBatch(NamedTuple):
+    """What a device-backend loader yields; ``batch_to_device`` makes it a ``Batch``."""
+
+    images: EncodedImages
+    indices: Tensor  # (N,) int64 dataset indices
+    boxes_xyxy: Tensor  # (N, Gmax, 4) float32, normalized; zeros in padding rows
+    labels: Tensor  # (N, Gmax) int64; 0 in padding rows
+    image_ids: Tensor  # (N,) int64
+    image_hw: Tensor  # (N, 2) int64
+    skipped: Tensor = _NONE_SKIPPED  # (S,) int64 dataset indices of images left out
+    skipped_names: tuple = ()  # their file names, for a clear error in evaluation
+
+
+def collate_encoded(samples: Sequence[Union[EncodedSample, SkippedImage]]) -> EncodedBatch:
+    """``dataset.collate`` for the device backend: boxes padded alike, images left encoded."""
+    skipped = [s for s in samples if isinstance(s, SkippedImage)]
+    samples = [s for s in samples if not isinstance(s, SkippedImage)]
+    if not samples:
+        raise ValueError("no image of a batch could be decoded: " + "; ".join(
+            f"{s.file_name} ({s.reason})" for s in skipped))
+    gmax = max([1, *(len(s.labels) for s in samples)])
+    boxes = torch.zeros(len(samples), gmax, 4, dtype=torch.float32)
+    labels = torch.zeros(len(samples), gmax, dtype=torch.int64)
+    for k, sample in enumerate(samples):
+        boxes[k, :len(sample.labels)] = sample.boxes_xyxy
+        labels[k, :len(sample.labels)] = sample.labels
+    return EncodedBatch(
+        images=EncodedImages.stack([s.image for s in samples], [s.augmentation for s in samples]),
+        indices=torch.tensor([s.index for s in samples], dtype=torch.int64),
+        boxes_xyxy=boxes, labels=labels,
+        image_ids=torch.tensor([s.image_id for s in samples], dtype=torch.int64),
+        image_hw=torch.stack([s.image_hw for s in samples]),
+        skipped=torch.tensor([s.index for s in skipped], dtype=torch.int64) if skipped else _NONE_SKIPPED,
+        skipped_names=tuple(s.file_name for s in skipped),
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# on the device
+
+
+def decode_images(images: EncodedImages, device: torch.device) -> tuple[list[Optional[Tensor]], list[str]]:
+    """Every image of the batch as (3, h, w) uint8 upright RGB on ``device`` (None where a file
+    does not decode), and the reasons of those that failed. The device decodes the files in
+    one call; if that call fails, file by file, and a file it refuses goes to the CPU decode."""
+    decoded: list[Optional[Tensor]] = []
+    reasons: list[str] = []
+    try:
+        from_device = decode_on_device(images.data, device)
+    except RuntimeError:
+        from_device = [_decode_one(data, device, reasons) for data in images.data]
+    on_cpu = iter(images.pixels)
+    from_device = iter(from_device)
+    for flag, orientation in zip(images.on_device.tolist(), images.orientation.tolist()):
+        if flag:
+            pixels = next(from_device)
+            decoded.append(None if pixels is None else orient(pixels, orientation))
+        else:
+            decoded.append(next(on_cpu).to(device, non_blocking=True))
+    return decoded, reasons
+
+
+def _decode_one(data: Tensor, device: torch.device, reasons: list[str]) -> Optional[Tensor]:
+    try:
+        return decode_on_device([data], device)[0]
+    except RuntimeError:
+        pass
+    try:  # libjpeg-turbo through PIL decodes some files nvJPEG refuses
+        return decode(data.numpy().tobytes()).image.to(device)
+    except ImageFileError as err:
+        reasons.append(err.reason)
+        return None
+
+
+def centred_canvas(images: Sequence[Tensor], mean_255: Tensor) -> Tensor:
+    """(N, 3, Hmax, Wmax) float32 ``pixels - mean``: each image at the top left, zeros (the
+    mean colour) beyond it, its last row and column repeated once beside it."""
+    heights = [im.shape[1] for im in images]
+    widths = [im.shape[2] for im in images]
+    if len(set(heights)) == 1 and len(set(widths)) == 1:
+        return torch.stack(list(images)).float().sub_(mean_255)
+    device = images[0].device
+    canvas = torch.zeros(len(images), 3, max(heights) + 1, max(widths) + 1, device=device)
+    for k, image in enumerate(images):
+        h, w = image.shape[1:]
+        canvas[k, :, :h, :w] = image
+        canvas[k, :, :h, w] = image[:, :, -1]
+        canvas[k, :, h, :w + 1] = canvas[k, :, h - 1, :w + 1]
+        canvas[k, :, :h + 1, :w + 1] -= mean_255[0]
+    return canvas
+
+
+def crop_and_resize(canvas: Tensor, crops_xyxy: Tensor, size_hw: tuple[int, int], resize_mode: str) -> Tensor:
+    """(N, C, H, W) canvas, (N, 4) pixel rectangles -> (N, C, h, w): each rectangle of its image
+    resized to ``size_hw`` in one ``roi_align`` call (pixel centres at half-integers, zeros
+    outside the canvas). ``antialias``: each output pixel averages ceil(rectangle / output)
+    bilinear samples per axis over its area; ``bilinear``: one sample at its centre
+    (F.interpolate's align_corners=False)."""
+    from torchvision.ops import roi_align
+
+    if resize_mode not in ("antialias", "bilinear"):
+        raise ValueError(f"data_backend device resizes with image_resize antialias or bilinear, not {resize_mode!r}")
+    index = torch.arange(len(crops_xyxy), dtype=canvas.dtype, device=canvas.device)[:, None]
+    rois = torch.cat([index, crops_xyxy.to(canvas.device, canvas.dtype)], dim=1)
+    return roi_align(canvas, rois, output_size=tuple(size_hw), spatial_scale=1.0,
+                     sampling_ratio=-1 if resize_mode == "antialias" else 1, aligned=True)
+
+
+def color_jitter_batch_(images: Tensor, order: Tensor, factors: Tensor) -> Tensor:
+    """``transforms.color_jitter_`` for a batch, in place on (N, 3, H, W) float in [0, 255]:
+    step s applies to image n the colour step ``order[n, s]`` with ``factors[n, s]`` (the
+    other two steps with factor 1 leave it as it is), then clamps."""
+    luma = images.new_tensor(LUMA_RGB)
+    shape = (-1, 1, 1, 1)
+    for step in range(order.shape[1]):
+        kind, factor = order[:, step], factors[:, step].to(images.dtype)
+        images.mul_(torch.where(kind == 0, factor, 1.0).view(shape))
+        mean_grey = (images.mean(dim=(2, 3)) @ luma).view(shape)
+        images.lerp_(mean_grey.expand_as(images), torch.where(kind == 1, 1.0 - factor, 0.0).view(shape))
+        grey = torch.einsum("c,nchw->nhw", luma, images)[:, None]
+        images.lerp_(grey.expand_as(images), torch.where(kind == 2, 1.0 - factor, 0.0).view(shape))
+        images.clamp_(0.0, 255.0)
+    return images
+
+
+def augment_on_device(decoded: Sequence[Tensor], images: EncodedImages, *, size_hw: tuple[int, int],
+                      mean: Sequence[float], std: Sequence[float], resize_mode: str = "antialias") -> Tensor:
+    """Decoded (3, h, w) uint8 images on one device and their drawn augmentations -> (N, 3, H, W)
+    float32 normalized: crop and resize, flip, colour jitter, normalize (the CPU executor's
+    order and formulas)."""
+    device = decoded[0].device
+    mean_255 = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1) * 255.0
+    std_255 = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1) * 255.0
+    canvas = centred_canvas(decoded, mean_255)
+    out = crop_and_resize(canvas, images.crops.to(device, non_blocking=True), size_hw, resize_mode)
+    del canvas
+    if bool(images.flips.any()):
+        flips = images.flips.to(device, non_blocking=True).view(-1, 1, 1, 1)
+        out = torch.where(flips, out.flip(-1), out)
+    if bool((images.jitter_factors != 1.0).any()):
+        out.add_(mean_255)  # the CPU's [0, 255] pixels: colour steps clamp there
+        color_jitter_batch_(out, images.jitter_order.to(device, non_blocking=True),
+                            images.jitter_factors.to(device, non_blocking=True))
+        out.sub_(mean_255)
+    return out.div_(std_255)
+
+
+def batch_to_device(batch: Union[Batch, EncodedBatch], device: torch.device, cfg: "Config", *,
+                    strict: bool = False) -> Batch:
+    """A loader's batch (either backend) -> a ``Batch`` whose images, boxes and labels are on
+    ``device`` (ids, sizes and the skipped list stay on the host). An encoded batch is decoded
+    and augmented there; a file that turns out not to decode is left out and listed in
+    ``skipped`` as the workers backend does, or raises with ``strict`` (evaluation)."""
+    if isinstance(batch, Batch):
+        return batch._replace(images=batch.images.to(device, non_blocking=True),
+                              boxes_xyxy=batch.boxes_xyxy.to(device, non_blocking=True),
+                              labels=batch.labels.to(device, non_blocking=True))
+    if strict and len(batch.skipped):
+        raise RuntimeError(f"images cannot be decoded: {', '.join(batch.skipped_names)}")
+    decoded, reasons = decode_images(batch.images, device)
+    keep = [k for k, image in enumerate(decoded) if image is not None]
+    encoded, skipped = batch.images, batch.skipped
+    if len(keep) < len(decoded):
+        failed = [int(batch.image_ids[k]) for k, image in enumerate(decoded) if image is None]
+        if strict or not keep:
+            raise RuntimeError(f"images {failed} cannot be decoded: {'; '.join(reasons)}")
+        log.warning("images %s cannot be decoded (%s): skipped", failed, "; ".join(reasons))
+        skipped = torch.cat([skipped, batch.indices[[k for k in range(len(decoded)) if decoded[k] is None]]])
+        encoded, decoded = encoded.select(keep), [decoded[k] for k in keep]
+        batch = batch._replace(boxes_xyxy=batch.boxes_xyxy[keep], labels=batch.labels[keep],
+                               image_ids=batch.image_ids[keep], image_hw=batch.image_hw[keep])
+    images = augment_on_device(decoded, encoded, size_hw=tuple(cfg.image_size), mean=cfg.mean, std=cfg.std,
+                               resize_mode=cfg.image_resize)
+    return Batch(images=images, boxes_xyxy=batch.boxes_xyxy.to(device, non_blocking=True),
+                 labels=batch.labels.to(device, non_blocking=True), image_ids=batch.image_ids,
+                 image_hw=batch.image_hw, skipped=skipped)
