@@ -67,7 +67,7 @@ class EncodedImage(NamedTuple):
     """One image as the workers hand it over: its bytes for the device decoder, or its pixels
     where the CPU decoded it (a file that decoder does not take)."""
 
-    data: Optional[Tensor]  # (B,) uint8 encoded file (None when ``pixels`` is given)
+    data: Optional[bytes]  # the encoded file (None when ``pixels`` is given)
     pixels: Optional[Tensor]  # (3, h, w) uint8 upright RGB decoded on the CPU
     orientation: int  # EXIF orientation still to apply to the device-decoded pixels (1: none)
     image_hw: tuple[int, int]  # the upright image's (height, width)
@@ -82,7 +82,7 @@ def encode_image(data: bytes) -> EncodedImage:
         raise ImageFileError(f"not decodable ({err})") from None
     image_hw = (probe.height, probe.width)
     if probe.on_device:
-        return EncodedImage(torch.frombuffer(bytearray(data), dtype=torch.uint8), None, probe.orientation, image_hw)
+        return EncodedImage(data, None, probe.orientation, image_hw)
     return EncodedImage(None, decode(data).image.clone(), 1, image_hw)
 
 
@@ -142,11 +142,15 @@ def _unreadable(ds: "DetectionDataset", i: int, err: Exception) -> SkippedImage:
 
 
 class EncodedImages(NamedTuple):
-    """A batch's images before decoding, with their drawn augmentations."""
+    """A batch's images before decoding, with their drawn augmentations. The files and the
+    CPU-decoded pixels are one flat tensor each: one shared-memory block per batch from a
+    loader worker (one file descriptor, not one per image)."""
 
-    data: list[Tensor]  # encoded files for the device decoder, in batch order of those images
-    pixels: list[Tensor]  # (3, h, w) uint8 decoded on the CPU, in batch order of the others
-    on_device: Tensor  # (N,) bool: image k is the next of ``data`` (True) or of ``pixels``
+    data: Tensor  # (B,) uint8: the files for the device decoder, back to back in batch order
+    data_ends: Tensor  # (F,) int64 end offset of each file in ``data``
+    pixels: Tensor  # (P,) uint8: the (3, h, w) images decoded on the CPU, back to back
+    pixel_shapes: Tensor  # (D, 3) int64 their shapes
+    on_device: Tensor  # (N,) bool: image k is the next file (True) or the next decoded image
     orientation: Tensor  # (N,) int64 EXIF orientation to apply after decoding
     crops: Tensor  # (N, 4) float32 x0, y0, x1, y1 in the upright image's pixels
     flips: Tensor  # (N,) bool
@@ -155,9 +159,13 @@ class EncodedImages(NamedTuple):
 
     @classmethod
     def stack(cls, images: Sequence[EncodedImage], augmentations: Sequence[Augmentation]) -> "EncodedImages":
+        files = [np.frombuffer(im.data, dtype=np.uint8) for im in images if im.data is not None]
+        decoded = [im.pixels for im in images if im.data is None]
         return cls(
-            data=[im.data for im in images if im.data is not None],
-            pixels=[im.pixels for im in images if im.data is None],
+            data=torch.from_numpy(np.concatenate(files)) if files else torch.zeros(0, dtype=torch.uint8),
+            data_ends=torch.tensor(np.cumsum([len(f) for f in files], dtype=np.int64)),
+            pixels=torch.cat([p.reshape(-1) for p in decoded]) if decoded else torch.zeros(0, dtype=torch.uint8),
+            pixel_shapes=torch.tensor([tuple(p.shape) for p in decoded], dtype=torch.int64).reshape(-1, 3),
             on_device=torch.tensor([im.data is not None for im in images], dtype=torch.bool),
             orientation=torch.tensor([im.orientation for im in images], dtype=torch.int64),
             crops=torch.tensor([tuple(a.crop) for a in augmentations], dtype=torch.float32).reshape(-1, 4),
@@ -173,23 +181,29 @@ class EncodedImages(NamedTuple):
         return cls.stack(images, [Augmentation(CropRect(0, 0, im.image_hw[1], im.image_hw[0]), 1, False, *NO_JITTER)
                                   for im in images])
 
+    def files(self) -> list[Tensor]:
+        """The encoded files, (B_k,) uint8 views of ``data``."""
+        starts = [0, *self.data_ends.tolist()]
+        return [self.data[a:b] for a, b in zip(starts[:-1], starts[1:])]
+
+    def cpu_decoded(self) -> list[Tensor]:
+        """The images decoded on the CPU, (3, h, w) uint8 views of ``pixels``."""
+        out, start = [], 0
+        for shape in self.pixel_shapes.tolist():
+            size = shape[0] * shape[1] * shape[2]
+            out.append(self.pixels[start:start + size].view(*shape))
+            start += size
+        return out
+
     def select(self, keep: Sequence[int]) -> "EncodedImages":
         """The images at positions ``keep``, in that order."""
-        slots = _slots(self.on_device)
-        data = [self.data[slots[k]] for k in keep if self.on_device[k]]
-        pixels = [self.pixels[slots[k]] for k in keep if not self.on_device[k]]
+        files, decoded = iter(self.files()), iter(self.cpu_decoded())
+        items = [EncodedImage(bytes(next(files).numpy()), None, 0, (0, 0)) if flag
+                 else EncodedImage(None, next(decoded), 0, (0, 0)) for flag in self.on_device.tolist()]
         index = torch.as_tensor(list(keep), dtype=torch.int64)
-        return EncodedImages(data, pixels, self.on_device[index], self.orientation[index], self.crops[index],
-                             self.flips[index], self.jitter_order[index], self.jitter_factors[index])
-
-
-def _slots(on_device: Tensor) -> list[int]:
-    """Position of each image in ``data`` or ``pixels``."""
-    counts, slots = [0, 0], []
-    for flag in on_device.tolist():
-        slots.append(counts[flag])
-        counts[flag] += 1
-    return slots
+        chosen = EncodedImages.stack([items[k] for k in keep], [])
+        return chosen._replace(orientation=self.orientation[index], crops=self.crops[index], flips=self.flips[index],
+                               jitter_order=self.jitter_order[index], jitter_factors=self.jitter_factors[index])
 
 
 class EncodedBatch(NamedTuple):
@@ -239,11 +253,12 @@ def decode_images(images: EncodedImages, device: torch.device) -> tuple[list[Opt
     one call; if that call fails, file by file, and a file it refuses goes to the CPU decode."""
     decoded: list[Optional[Tensor]] = []
     reasons: list[str] = []
+    files = images.files()
     try:
-        from_device = decode_on_device(images.data, device)
+        from_device = decode_on_device(files, device)
     except RuntimeError:
-        from_device = [_decode_one(data, device, reasons) for data in images.data]
-    on_cpu = iter(images.pixels)
+        from_device = [_decode_one(data, device, reasons) for data in files]
+    on_cpu = iter(images.cpu_decoded())
     from_device = iter(from_device)
     for flag, orientation in zip(images.on_device.tolist(), images.orientation.tolist()):
         if flag:
