@@ -83,6 +83,21 @@ def test_device_executor_gives_the_cpu_executor_image(size_hw):
     assert (bilinear_cpu - bilinear).abs().mean() < BILINEAR_TOLERANCE
 
 
+def test_batched_colour_jitter_is_the_cpu_one_per_image():
+    from ssdzoo.data.device_pipeline import color_jitter_batch_
+    from ssdzoo.data.transforms import color_jitter_
+
+    images = torch.stack([torch.from_numpy(np.array(noise_image(k, size=(24, 16)))).permute(2, 0, 1)
+                          for k in range(6)]).float()
+    rng = np.random.default_rng(0)
+    order = torch.tensor(np.stack([rng.permutation(3) for _ in range(6)]))
+    factors = torch.tensor(rng.uniform(0.6, 1.4, size=(6, 3)), dtype=torch.float32)
+    batched = color_jitter_batch_(images.clone(), order, factors)
+    for k in range(6):
+        one = color_jitter_(images[k].clone(), order[k].tolist(), factors[k].tolist())
+        torch.testing.assert_close(batched[k], one, atol=1e-3, rtol=0)
+
+
 def test_a_crop_outside_the_image_is_filled_with_the_mean():
     data = photo_jpeg(0, 64, 48)
     drawn = draw_augmentation(np.zeros((0, 4), np.float32), np.zeros(0), image_hw=(48, 64), size_hw=(32, 32),

@@ -172,7 +172,7 @@ class _Item(NamedTuple):
     """A loader item: one decoded, preprocessed image (or why it couldn't be read)."""
 
     index: int
-    image: Optional[np.ndarray]  # (3, H, W) float32 normalized
+    image: Optional[np.ndarray]  # (3, H, W) float32 normalized; an EncodedImage on the device backend
     image_hw: Optional[tuple[int, int]]
     original: Optional[np.ndarray]  # (h, w, 3) uint8, for drawing; None with draw off
     error: Optional[str]
@@ -347,7 +347,7 @@ def _predict_images(predictor: Predictor, todo: list[InputFile], ids: dict[str, 
     with _drawers(workers) as drawer, _network_threads(predictor, workers):
         for batch in loader:
             if on_device:
-                batch = _decoded_on_device(batch, predictor, keep_original=draw)
+                batch = _decoded_on_device(batch, predictor, [f.path for f in todo], keep_original=draw)
             lines, detections_drawn, paths = [], [], []
             for index, error in batch.errors:
                 log.warning("skipping %s", error)
@@ -375,7 +375,7 @@ def _predict_images(predictor: Predictor, todo: list[InputFile], ids: dict[str, 
     return count
 
 
-def _decoded_on_device(batch: _Batch, predictor: Predictor, *, keep_original: bool) -> _Batch:
+def _decoded_on_device(batch: _Batch, predictor: Predictor, paths: Sequence[Path], *, keep_original: bool) -> _Batch:
     """An encoded batch decoded and resized on the predictor's device; files the decoders
     refuse join the errors. The pictures to draw on come back to the host."""
     from .data.device_pipeline import augment_on_device, decode_images
@@ -386,12 +386,13 @@ def _decoded_on_device(batch: _Batch, predictor: Predictor, *, keep_original: bo
     decoded, reasons = decode_images(batch.images, predictor.device)
     keep = [k for k, image in enumerate(decoded) if image is not None]
     failed = iter(reasons)
-    errors = batch.errors + [(batch.indices[k], f"not a readable image ({next(failed)})")
+    errors = batch.errors + [(batch.indices[k], f"{paths[batch.indices[k]]}: not a readable image ({next(failed)})")
                              for k, image in enumerate(decoded) if image is None]
     if not keep:
         return _Batch([], torch.empty(0), batch.image_hw[:0], None, errors)
+    encoded = batch.images if len(keep) == len(decoded) else batch.images.select(keep)
     decoded = [decoded[k] for k in keep]
-    images = augment_on_device(decoded, batch.images.select(keep), size_hw=tuple(cfg.image_size), mean=cfg.mean,
+    images = augment_on_device(decoded, encoded, size_hw=tuple(cfg.image_size), mean=cfg.mean,
                                std=cfg.std, resize_mode=cfg.image_resize)
     originals = _Pictures.pack([d.permute(1, 2, 0).cpu().numpy() for d in decoded]) if keep_original else None
     return _Batch([batch.indices[k] for k in keep], images, batch.image_hw[keep], originals, errors)

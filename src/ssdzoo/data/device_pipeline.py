@@ -317,18 +317,19 @@ def crop_and_resize(canvas: Tensor, crops_xyxy: Tensor, size_hw: tuple[int, int]
 
 def color_jitter_batch_(images: Tensor, order: Tensor, factors: Tensor) -> Tensor:
     """``transforms.color_jitter_`` for a batch, in place on (N, 3, H, W) float in [0, 255]:
-    step s applies to image n the colour step ``order[n, s]`` with ``factors[n, s]`` (the
-    other two steps with factor 1 leave it as it is), then clamps."""
+    step s applies to image n the colour step ``order[n, s]`` with factor f = ``factors[n, s]``,
+    then clamps. Each step is one blend ``x * a + c`` for the whole batch: brightness a = f,
+    c = 0; contrast a = f, c = (1 - f) * mean grey; saturation a = f, c = (1 - f) * grey image
+    (the CPU's lerps, written as one multiply-add)."""
     luma = images.new_tensor(LUMA_RGB)
     shape = (-1, 1, 1, 1)
     for step in range(order.shape[1]):
         kind, factor = order[:, step], factors[:, step].to(images.dtype)
-        images.mul_(torch.where(kind == 0, factor, 1.0).view(shape))
-        mean_grey = (images.mean(dim=(2, 3)) @ luma).view(shape)
-        images.lerp_(mean_grey.expand_as(images), torch.where(kind == 1, 1.0 - factor, 0.0).view(shape))
-        grey = torch.einsum("c,nchw->nhw", luma, images)[:, None]
-        images.lerp_(grey.expand_as(images), torch.where(kind == 2, 1.0 - factor, 0.0).view(shape))
-        images.clamp_(0.0, 255.0)
+        grey = torch.einsum("c,nchw->nhw", luma, images)[:, None]  # (N, 1, H, W)
+        towards_mean = torch.where(kind == 1, 1.0 - factor, 0.0).view(shape)
+        towards_grey = torch.where(kind == 2, 1.0 - factor, 0.0).view(shape)
+        offset = towards_grey * grey + towards_mean * grey.mean(dim=(2, 3), keepdim=True)
+        images.mul_(factor.view(shape)).add_(offset).clamp_(0.0, 255.0)
     return images
 
 
