@@ -10,7 +10,9 @@ takes it as it is. What it does not take goes through the CPU decode (``images.d
 loader's workers and joins the batch decoded:
 - anything but a JPEG (PNG, WebP, BMP, ...);
 - grayscale, CMYK and YCCK JPEGs (nvJPEG's RGB output of them is not the CPU's conversion);
-- progressive and lossless JPEGs (the batched nvJPEG path is for baseline Huffman files).
+- progressive and lossless JPEGs: torchvision's nvJPEG path batches baseline files on the
+  GPU's hardware decoder (A100, H100, H200) and decodes the others one by one in software;
+  the workers' libjpeg-turbo decodes them in parallel instead.
 The EXIF orientation is read here too: nvJPEG ignores it (torchvision applies it on the CPU
 only), so the device turns the decoded pixels itself (``images.orient``).
 """

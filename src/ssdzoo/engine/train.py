@@ -241,9 +241,11 @@ class _Run:
 
         self.train_set = load_dataset(cfg.data_dir, cfg, train=True)
         self.train_set.skip_unreadable = True  # skipped, logged and counted (max_unreadable_share)
+        backend = resolve_data_backend(cfg, device)
+        log.info("data_backend %s: images decoded and augmented %s", backend,
+                 "on the device" if backend == "device" else "by the loader's workers")
         self.loader = make_loader(self.train_set, cfg, train=True, rank=info.rank, world_size=info.world_size,
-                                  seed=cfg.seed, processes_per_node=info.local_world_size,
-                                  backend=resolve_data_backend(cfg, device))
+                                  seed=cfg.seed, processes_per_node=info.local_world_size, backend=backend)
         self.val_set = load_dataset(cfg.data_dir, cfg, train=False) if cfg.eval_while_train and info.is_main else None
         self.steps_per_epoch = len(self.loader)
         if self.steps_per_epoch == 0:
