@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -160,7 +159,8 @@ def odd_shapes(tmp_path_factory):
             picture.convert("L").save(old, format="JPEG", quality=90)
             continue
         image["file_name"] = Path(image["file_name"]).with_suffix("." + fmt.lower()).name
-        picture.save(root / "train2017" / image["file_name"], format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+        options = {"lossless": True} if fmt == "WEBP" else {}
+        picture.save(root / "train2017" / image["file_name"], format=fmt, **options)
     annotations = coco["annotations"]
     first = next(a for a in annotations if a["image_id"] == images[3]["id"])
     annotations[annotations.index(first)] = {**first, "iscrowd": 1}
