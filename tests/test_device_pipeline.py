@@ -18,7 +18,7 @@ from PIL import Image
 from tiny import make_tiny_shapes, tiny_config, tiny_model
 
 from ssdzoo.config import ConfigError
-from ssdzoo.data import load_dataset, make_loader
+from ssdzoo.data import load_dataset, make_backend_loader
 from ssdzoo.data.decoder import device_decodable
 from ssdzoo.data.device_pipeline import (EncodedImages, augment_on_device, batch_to_device, decode_images,
                                          encode_image, resolve_data_backend)
@@ -176,7 +176,7 @@ def test_both_backends_give_the_same_boxes_labels_and_pictures(odd_shapes, train
     for epoch in range(2):
         batches = {}
         for backend in ("workers", "device"):
-            loader = make_loader(dataset, cfg, train=train, backend=backend)
+            loader = make_backend_loader(dataset, cfg, train=train, backend=backend)
             loader.sampler.set_epoch(epoch)
             batches[backend] = [batch_to_device(batch, CPU, cfg) for batch in loader]
         assert len(batches["workers"]) == len(batches["device"]) > 0
@@ -200,11 +200,11 @@ def test_a_file_that_does_not_decode_is_skipped_in_training_and_fails_evaluation
     dataset = load_dataset(root, cfg, train=True)
     dataset.skip_unreadable = True
     skipped = []
-    for batch in make_loader(dataset, cfg, train=True, backend="device"):
+    for batch in make_backend_loader(dataset, cfg, train=True, backend="device"):
         batch = batch_to_device(batch, CPU, cfg)
         skipped += batch.skipped.tolist()
         assert len(batch.images) + len(batch.skipped) == 16
-    workers = [b.skipped.tolist() for b in make_loader(dataset, cfg, train=True, backend="workers")]
+    workers = [b.skipped.tolist() for b in make_backend_loader(dataset, cfg, train=True, backend="workers")]
     assert skipped == sum(workers, []), "both backends skip the same files"
 
 

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 
 from ..config import Config
-from ..data import Batch, PackedSplit, batch_to_device, load_dataset, make_loader, read_coco_json, resolve_data_backend
+from ..data import (Batch, PackedSplit, batch_to_device, load_dataset, make_backend_loader, read_coco_json,
+                    resolve_data_backend)
 from ..data.coco import annotation_path
 from ..data.dataset import TRAIN_SPLIT
 from ..data.packed import is_packed_split
@@ -156,7 +157,7 @@ def bench_loader_training(cfg: Config, data: str | Path, device: torch.device, *
         cfg = cfg.replace(classes=("background", *classes), num_classes=len(classes) + 1)
     dataset = load_dataset(data, cfg, train=True)
     backend = resolve_data_backend(cfg, device)  # device: decode and augmentation count in the step's time
-    loader = make_loader(dataset, cfg, train=True, batch_size=batch_size, backend=backend)
+    loader = make_backend_loader(dataset, cfg, train=True, batch_size=batch_size, backend=backend)
     if len(loader) == 0:
         raise ValueError(f"{data}: {len(dataset)} training images give no full batch of {batch_size}")
     step = ssdzoo_train_step(cfg, device, channels_last=channels_last)

@@ -26,7 +26,7 @@ import random
 import signal
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, NamedTuple, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -408,12 +408,11 @@ def _note_worker_cap(requested: int, cap: int, cores: int, processes: int) -> No
 
 def make_loader(dataset: DetectionDataset, cfg: "Config", *, train: bool, rank: int = 0,
                 world_size: int = 1, seed: int = 0, batch_size: Optional[int] = None,
-                processes_per_node: int = 1, backend: str = "workers") -> DataLoader:
+                processes_per_node: int = 1, collate_fn: Callable = collate) -> DataLoader:
     """The loader of this rank's part: ``Batch``es of ``batch_size`` (cfg.batch_size).
 
-    ``backend`` "device" (``device_pipeline.resolve_data_backend``): the workers read bytes and
-    draw the augmentation, and the loader yields ``EncodedBatch``es, which
-    ``device_pipeline.batch_to_device`` decodes and augments on the device.
+    ``device_pipeline.make_backend_loader`` gives the loader of either data backend (the
+    device backend's items and ``collate_fn`` are its own).
 
     Training shuffles (cfg.shuffle) and drops the last short batch (cfg.drop_remainder);
     evaluation keeps the order and every image. Call ``loader.sampler.set_epoch(epoch)`` before
@@ -422,15 +421,8 @@ def make_loader(dataset: DetectionDataset, cfg: "Config", *, train: bool, rank: 
     sampler = RankSampler(len(dataset), rank=rank, world_size=world_size,
                           shuffle=train and cfg.shuffle, pad=train, seed=seed)
     workers = loader_workers(cfg.num_parallel_workers, processes_per_node=processes_per_node)
-    items, collate_fn = dataset, collate
-    if backend == "device":
-        from .device_pipeline import EncodedItems, collate_encoded
-
-        items, collate_fn = EncodedItems(dataset), collate_encoded
-    elif backend != "workers":
-        raise ValueError(f"data backend must be workers or device, got {backend!r}")
     return DataLoader(
-        items, batch_size=batch_size or cfg.batch_size, sampler=sampler, collate_fn=collate_fn,
+        dataset, batch_size=batch_size or cfg.batch_size, sampler=sampler, collate_fn=collate_fn,
         num_workers=workers, pin_memory=torch.cuda.is_available(),
         drop_last=train and cfg.drop_remainder, persistent_workers=workers > 0,
         worker_init_fn=partial(seed_worker, seed=seed, rank=rank) if workers > 0 else None,

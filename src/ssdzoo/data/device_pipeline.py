@@ -12,11 +12,12 @@
     auto      device when the training (or evaluation, predict) device is CUDA, else workers
               (and workers for ``image_resize: legacy``, which the device does not do).
 
-Both give the same ``Batch``; ``batch_to_device`` turns either kind of loader batch into one
-on the device. Boxes and labels are the drawn ones on both backends, so they are equal; pixels
-differ by interpolation only (the CPU decodes JPEGs at a reduced DCT scale and resizes with
-PIL's antialiasing filter; the device averages bilinear samples over each output pixel's area,
-roi_align's adaptive sampling): tests/test_device_pipeline.py measures it.
+``make_backend_loader`` makes either backend's loader; ``batch_to_device`` turns either kind
+of loader batch into the same ``Batch`` on the device. Boxes and labels are the drawn ones on
+both backends, so they are equal; pixels differ by interpolation only (the CPU decodes JPEGs
+at a reduced DCT scale and resizes with PIL's antialiasing filter; the device averages
+bilinear samples over each output pixel's area, roi_align's adaptive sampling):
+tests/test_device_pipeline.py measures it.
 
 Measured on the CPU only so far (the 2-core development machine, CPU time of one thread, the
 demo's data at 128x128): the workers backend costs 0.73 ms per image in a worker process, the
@@ -40,9 +41,9 @@ from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence, Union
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from .dataset import _NONE_SKIPPED, Batch, SampleKey, SkippedImage
+from .dataset import _NONE_SKIPPED, Batch, SampleKey, SkippedImage, make_loader
 from .decoder import decode_on_device, device_decodable
 from .images import CropRect, ImageFileError, decode, orient
 from .transforms import LUMA_RGB, NO_JITTER, Augmentation, draw_augmentation, eval_augmentation
@@ -54,6 +55,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DATA_BACKENDS = ("auto", "workers", "device")
+
+
+def make_backend_loader(dataset: "DetectionDataset", cfg: "Config", *, backend: str, **kwargs) -> DataLoader:
+    """``dataset.make_loader`` (same keywords) for data backend ``backend`` (``workers`` or
+    ``device``, as ``resolve_data_backend`` gives it): the workers backend's loader yields
+    ``Batch``es, the device backend's ``EncodedBatch``es (bytes, boxes and drawn augmentations);
+    ``batch_to_device`` makes either a ``Batch`` on the device."""
+    if backend == "device":
+        return make_loader(EncodedItems(dataset), cfg, collate_fn=collate_encoded, **kwargs)
+    if backend != "workers":
+        raise ValueError(f"data backend must be workers or device, got {backend!r}")
+    return make_loader(dataset, cfg, **kwargs)
 
 
 def resolve_data_backend(cfg: "Config", device: Union[torch.device, str]) -> str:

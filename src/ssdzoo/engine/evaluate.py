@@ -152,7 +152,7 @@ def format_table(stats: dict[str, float]) -> str:
 @torch.inference_mode()
 def detect(model: torch.nn.Module, loader, cfg: "Config", device: torch.device,
            progress: bool = True) -> tuple[list[Detections], list[int]]:
-    """Run ``model`` over an eval loader (``make_loader(..., train=False)``, either data backend):
+    """Run ``model`` over an eval loader (``make_backend_loader(..., train=False)``, either backend):
     per-image Detections (pixels) and image ids."""
     anchors_cxcywh = default_boxes(cfg).to(device)
     was_training = model.training
@@ -212,9 +212,9 @@ def report_from_detections(dataset, detections: Sequence[Detections], image_ids:
 def evaluate_report(model: torch.nn.Module, dataset, cfg: "Config", *, device: torch.device,
                     progress: bool = True, voc: bool = False) -> EvalReport:
     """``evaluate`` with the per-class numbers, and VOC's AP with ``voc``."""
-    from ..data import make_loader, resolve_data_backend
+    from ..data import make_backend_loader, resolve_data_backend
 
-    loader = make_loader(dataset, cfg, train=False, backend=resolve_data_backend(cfg, device))
+    loader = make_backend_loader(dataset, cfg, train=False, backend=resolve_data_backend(cfg, device))
     detections, image_ids = detect(model, loader, cfg, device, progress)
     return report_from_detections(dataset, detections, image_ids, voc=voc)
 

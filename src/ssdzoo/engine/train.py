@@ -209,7 +209,7 @@ class _Run:
 
     def __init__(self, cfg: Config, info: DistInfo, device: torch.device, group, progress_bar: Optional[bool], *,
                  weights: Optional[str | Path] = None, init_backbone: bool = True):
-        from ..data import load_dataset, make_loader, resolve_data_backend
+        from ..data import load_dataset, make_backend_loader, resolve_data_backend
 
         self.cfg, self.info, self.device, self.group = cfg, info, device, group
         self.show_progress = info.is_main and (sys.stderr.isatty() if progress_bar is None else progress_bar)
@@ -244,8 +244,9 @@ class _Run:
         backend = resolve_data_backend(cfg, device)
         log.info("data_backend %s: images decoded and augmented %s", backend,
                  "on the device" if backend == "device" else "by the loader's workers")
-        self.loader = make_loader(self.train_set, cfg, train=True, rank=info.rank, world_size=info.world_size,
-                                  seed=cfg.seed, processes_per_node=info.local_world_size, backend=backend)
+        self.loader = make_backend_loader(self.train_set, cfg, train=True, rank=info.rank,
+                                          world_size=info.world_size, seed=cfg.seed,
+                                          processes_per_node=info.local_world_size, backend=backend)
         self.val_set = load_dataset(cfg.data_dir, cfg, train=False) if cfg.eval_while_train and info.is_main else None
         self.steps_per_epoch = len(self.loader)
         if self.steps_per_epoch == 0:
