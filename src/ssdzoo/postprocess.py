@@ -9,10 +9,15 @@ classes (background in column 0); ``clip_boxes`` clips decoded boxes to the imag
 With ``score_activation: softmax, pre_nms_top_k: 400, max_detections: 200, clip_boxes: true,
 nms_plus_one: false`` and its thresholds this is torchvision's ``SSD.postprocess_detections``.
 
-All (image, class) groups of a batch go through NMS together, as padded (groups, k) tensors,
-and usually only their k best-scored candidates: greedy NMS decides a box from higher-scored
-boxes alone, so a group whose top k yield max_boxes survivors is settled, and the rest are
-redone with 2k, 4k, ... candidates.
+The one path from network outputs to detections: ``decode_outputs`` (boxes and scores), then
+``postprocess`` / ``select_detections``, which eval, predict and the benchmark run, on the
+device the outputs are on. All (image, class) groups of a batch go through NMS together, as
+padded (groups, k) tensors, and usually only their k best-scored candidates: greedy NMS
+decides a box from higher-scored boxes alone, so a group whose top k yield max_boxes survivors
+is settled, and the rest are redone with 2k, 4k, ... candidates. No loop runs per image; the
+host waits on the device a few times per batch (where tensor sizes follow the data), and the
+detections of a batch cross to the host in one copy. ``graph_detections`` is the same rule in
+the operators of an ONNX graph, for ``ssdzoo export --nms`` (why a second kernel: see there).
 """
 
 from __future__ import annotations
@@ -195,10 +200,10 @@ def _nms_round(boxes_px: Tensor, starts: Tensor, counts: Tensor, keep: Tensor, *
     sizes = [min(count, limit) for count in counts_sorted]  # descending
     negated = [-size for size in sizes]  # ascending, for bisect
     settled = torch.ones_like(counts, dtype=torch.bool)
+    chunk = _NMS_CHUNK_ELEMENTS_CPU if counts.device.type == "cpu" else _NMS_CHUNK_ELEMENTS_ACCELERATOR
     first = 0
     while first < len(sizes):
         k = sizes[first]
-        chunk = _NMS_CHUNK_ELEMENTS_CPU if counts.device.type == "cpu" else _NMS_CHUNK_ELEMENTS_ACCELERATOR
         fits = max(1, chunk // k ** 2)
         similar = bisect.bisect_left(negated, -(k // 2), lo=first)  # the sizes over k // 2
         last = min(first + fits, max(similar, first + _NMS_SMALL_ELEMENTS // k ** 2), len(sizes))
