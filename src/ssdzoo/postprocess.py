@@ -190,9 +190,10 @@ def _nms_round(boxes_px: Tensor, starts: Tensor, counts: Tensor, keep: Tensor, *
     """NMS of each group's best ``limit`` boxes; marks the survivors of settled groups in
     ``keep`` (P,) and returns which groups (G,) are settled.
 
-    Groups go in chunks of similar size, largest first, each padded to its largest group: a
-    chunk holds the groups of more than half that size (or as many as make a small table),
-    so that a few large groups do not pad every other one to their size.
+    Groups go in chunks, largest first, each padded to its largest group. On the CPU a chunk
+    holds the groups of more than half that size (or as many as make a small table), so that
+    a few large groups do not pad every other one to their size; on an accelerator, as many
+    groups as fit its larger table.
     """
     order = torch.argsort(counts, descending=True)
     counts_sorted = counts[order].tolist()
@@ -200,12 +201,13 @@ def _nms_round(boxes_px: Tensor, starts: Tensor, counts: Tensor, keep: Tensor, *
     sizes = [min(count, limit) for count in counts_sorted]  # descending
     negated = [-size for size in sizes]  # ascending, for bisect
     settled = torch.ones_like(counts, dtype=torch.bool)
-    chunk = _NMS_CHUNK_ELEMENTS_CPU if counts.device.type == "cpu" else _NMS_CHUNK_ELEMENTS_ACCELERATOR
+    chunk, by_size = _chunking(counts.device)
     first = 0
     while first < len(sizes):
         k = sizes[first]
         fits = max(1, chunk // k ** 2)
-        similar = bisect.bisect_left(negated, -(k // 2), lo=first)  # the sizes over k // 2
+        # the sizes over k // 2; an accelerator pads every group of the chunk (launches cost more)
+        similar = bisect.bisect_left(negated, -(k // 2), lo=first) if by_size else len(sizes)
         last = min(first + fits, max(similar, first + _NMS_SMALL_ELEMENTS // k ** 2), len(sizes))
         groups = order[first:last]
         rank = torch.arange(k, device=counts.device)
@@ -221,6 +223,11 @@ def _nms_round(boxes_px: Tensor, starts: Tensor, counts: Tensor, keep: Tensor, *
         keep[index[kept]] = True
         first = last
     return settled
+
+
+def _chunking(device: torch.device) -> tuple[int, bool]:
+    """(elements of a padded IoU table, whether a chunk holds groups of similar size) on ``device``."""
+    return (_NMS_CHUNK_ELEMENTS_CPU, True) if device.type == "cpu" else (_NMS_CHUNK_ELEMENTS_ACCELERATOR, False)
 
 
 def greedy_nms_padded(boxes_px: Tensor, valid: Tensor, *, threshold: float, plus_one: bool = True) -> Tensor:
