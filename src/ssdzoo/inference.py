@@ -4,7 +4,8 @@
     network      a ``Detector`` in PyTorch, or an exported ONNX graph run by onnxruntime
     decode       class scores from the logits (sigmoid, or softmax); offsets -> boxes with
                  ``default_boxes(cfg)``
-    postprocess  the seed's per-class NMS, boxes scaled to each original image's pixels
+    postprocess  ``ssdzoo.postprocess``: per-class candidates and NMS (the seed's rule, or
+                 torchvision's by config), boxes scaled to each original image's pixels
 
 The same ``Predictor`` runs a model in memory, an ssdzoo checkpoint (.pt, .safetensors,
 MindSpore .ckpt) or an .onnx file from ``ssdzoo export`` (with or without NMS in the graph),
