@@ -290,9 +290,9 @@ def graph_detections(
     image_i, class_i, box_i = selected.unbind(dim=1)
     if max_detections is not None and max_detections < num_classes * num_anchors:
         # the kept scores as a dense (N, K * A) table, its best per image; kept scores are > 0
-        slot = class_i * num_anchors + box_i
-        kept = torch.zeros_like(scores).flatten(1).index_put(  # (N, K * A); zeros_like keeps N symbolic
-            (image_i, slot), scores[image_i, class_i, box_i])
+        kept = torch.zeros_like(scores).flatten().index_put(  # zeros_like keeps N symbolic
+            ((image_i * num_classes + class_i) * num_anchors + box_i,), scores[image_i, class_i, box_i])
+        kept = kept.view(-1, num_classes * num_anchors)  # (N, K * A)
         top_scores, top_slots = kept.topk(max_detections, dim=1)  # (N, M)
         image_i, rank = torch.nonzero(top_scores > 0, as_tuple=True)
         slot = top_slots[image_i, rank]
