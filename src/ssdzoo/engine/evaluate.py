@@ -16,8 +16,7 @@ from ..anchors import default_boxes
 from ..atomic import write_json
 from ..boxes import xyxy_to_xywh
 from ..data.device_pipeline import batch_to_device
-from ..postprocess import Detections, postprocess
-from ..targets import decode
+from ..postprocess import Detections, decode_outputs, postprocess
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -161,9 +160,8 @@ def detect(model: torch.nn.Module, loader, cfg: "Config", device: torch.device,
     for batch in tqdm(loader, desc="eval", leave=False, disable=not progress):
         batch = batch_to_device(batch, device, cfg, strict=True)  # the device backend decodes and resizes here
         loc, logits = model(batch.images)
-        boxes_xyxy = decode(loc.float(), anchors_cxcywh, cfg)
-        detections += [Detections(*(t.cpu() for t in d)) for d in
-                       postprocess(boxes_xyxy, logits.float().sigmoid(), cfg, batch.image_hw.to(device))]
+        boxes_xyxy, probs = decode_outputs(loc, logits, anchors_cxcywh, cfg)
+        detections += postprocess(boxes_xyxy, probs, cfg, batch.image_hw.to(device), device="cpu")
         image_ids += batch.image_ids.tolist()
     model.train(was_training)
     return detections, image_ids
