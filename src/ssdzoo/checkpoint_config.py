@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import (CONFIG_DIR, MODEL_KEYS, Config, config_from_dict, describe_model, load_config,
+from .config import (CONFIG_DIR, MODEL_KEYS, Config, apply_overrides, config_from_dict, describe_model, load_config,
                      parse_overrides, resolve_config_path)
 
 
@@ -89,7 +89,7 @@ def config_for_weights(config: Optional[str], overrides: Sequence[str], weights:
         if saved is None:
             what = f"{weights} carries no config" if weights else "no --checkpoint and no config"
             raise ValueError(f"{what}: name the recipe it was trained with (a YAML file or a name in configs/)")
-        return config_from_dict({**saved, **parse_overrides(overrides)}, source=f"{weights} (saved config)")
+        return config_from_dict(apply_overrides(saved, parse_overrides(overrides)), source=f"{weights} (saved config)")
     cfg = load_config(config, overrides)
     if saved is not None:
         if cfg.classes is None and saved.get("classes"):  # from the data: the data it was trained on

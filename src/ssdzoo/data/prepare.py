@@ -51,6 +51,9 @@ def prepare_coco(
     outside training splits so are images with a crowd annotation.
     """
     src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise FileNotFoundError(f"COCO folder not found: {src}" if not src.exists() else
+                                f"{src} is a file, not a COCO root folder (one COCO-format json: --annotations)")
     if splits is None:
         splits = [s for s in SPLITS if annotation_path(src, s).is_file()]
         if not splits:
