@@ -233,6 +233,11 @@ def format_summary(summary: dict, out_dir: str | Path) -> str:
     dropped_images = {k: v for k, v in summary.get("dropped_images", {}).items() if v}
     if dropped_images:
         lines.append("  images dropped: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in dropped_images.items()))
+    places = summary.get("dropped_box_list", [])
+    for item in places[:5]:
+        lines.append(f"  dropped box: {item['file']}, {item['at']}: {item['reason']}")
+    if len(places) > 5:
+        lines.append(f"  ... {len(places) - 5} more dropped boxes (listed in summary.json, dropped_box_list)")
     if summary.get("exif_oriented"):
         lines.append(f"  {len(summary['exif_oriented'])} images turned upright by their EXIF orientation")
     for item in summary["skipped"][:5]:
