@@ -21,6 +21,7 @@ advice for x86 CPUs with VNNI; on older x86 CPUs ``reduce_range`` avoids saturat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -153,6 +154,25 @@ def graph_parts(model) -> tuple[list[str], list[str]]:
     return last_convs, post
 
 
+@contextlib.contextmanager
+def quiet_onnxruntime():
+    """onnxruntime without its chatter: the quantization tools log every bias they copy and
+    every weight scale they raise through the root logger at INFO ("Created a copy of bias",
+    "Increased scale", dozens a graph), and its sessions print C++ warnings; both are
+    limited to errors and warnings meant for the user (ssdzoo's own) while this runs."""
+    import onnxruntime
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(root.getEffectiveLevel(), logging.WARNING))
+    onnxruntime.set_default_logger_severity(3)  # errors only
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        onnxruntime.set_default_logger_severity(2)  # onnxruntime's default: warnings
+
+
 def quantize_onnx(float_path: str | Path, out_path: str | Path, calibration: Calibration, *,
                   float_part: str = "post", per_channel: bool = True, reduce_range: bool = False) -> Path:
     """Write the int8 QDQ version of the ``ssdzoo export`` graph at ``float_path`` to ``out_path``
@@ -171,15 +191,16 @@ def quantize_onnx(float_path: str | Path, out_path: str | Path, calibration: Cal
         prepared = Path(tmp) / "prepared.onnx"
         # BN folded into the convs and shapes inferred, so that each conv quantizes as one unit;
         # symbolic shape inference is for transformers and fails on the --nms graph's output
-        quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
-        last_convs, post = graph_parts(onnx.load(str(prepared)))
-        exclude = {"head": last_convs + post, "post": post, "none": []}[float_part]
-        quantized = Path(tmp) / "int8.onnx"
-        quantize_static(
-            str(prepared), str(quantized), _Reader(calibration, input_names), quant_format=QuantFormat.QDQ,
-            per_channel=per_channel, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"CalibMaxIntermediateOutputs": _RANGE_BATCHES})
+        with quiet_onnxruntime():
+            quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+            last_convs, post = graph_parts(onnx.load(str(prepared)))
+            exclude = {"head": last_convs + post, "post": post, "none": []}[float_part]
+            quantized = Path(tmp) / "int8.onnx"
+            quantize_static(
+                str(prepared), str(quantized), _Reader(calibration, input_names), quant_format=QuantFormat.QDQ,
+                per_channel=per_channel, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"CalibMaxIntermediateOutputs": _RANGE_BATCHES})
         model = onnx.load(str(quantized))
     metadata["ssdzoo.quantization"] = json.dumps({
         "format": "QDQ", "weights": "int8 per channel" if per_channel else "int8 per tensor",
