@@ -166,3 +166,44 @@ def test_draw_detections_draws_in_the_class_colour_and_leaves_the_input():
     assert tuple(drawn[55, 30]) == class_colour(3)  # bottom edge of the box
     assert (drawn[2, 2] == 255).all()  # the 0.05 box is under min_score: not drawn
     assert len({class_colour(label) for label in range(1, 81)}) == 80
+
+
+def test_a_box_stays_visible_on_a_picture_of_its_own_colour():
+    """A thin box in its class colour on a photo of that colour is edged in black or white."""
+    colour = class_colour(1)
+    for background in (colour, (250, 250, 250), (5, 5, 5)):
+        image = np.empty((100, 120, 3), np.uint8)
+        image[:] = background
+        drawn = np.asarray(draw_detections(image, Detections(torch.tensor([[20.0, 40.0, 100.0, 90.0]]),
+                                                             torch.tensor([0.9]), torch.tensor([1])),
+                                           ["background", "a"]), dtype=float)
+        luma = drawn @ np.array([0.299, 0.587, 0.114])
+        row = luma[85:95, 60]  # across the bottom edge, from inside the box to outside it
+        assert np.abs(row - np.dot(background, [0.299, 0.587, 0.114])).max() > 100, (background, row)
+
+
+def _label_gaps(name: str) -> list[int]:
+    """Widths of the empty columns between the text columns of a drawn label "name 0.90", widest first."""
+    image = np.zeros((120, 320, 3), np.uint8)
+    drawn = np.asarray(draw_detections(image, Detections(torch.tensor([[10.0, 60.0, 300.0, 110.0]]),
+                                                         torch.tensor([0.9]), torch.tensor([1])),
+                                       ["background", name]), dtype=int)
+    fill = np.abs(drawn - np.array(class_colour(1))).sum(-1) < 30
+    rows = np.flatnonzero(fill[:58].sum(1) > 20)  # the label above the box
+    cols = np.flatnonzero(fill[rows].any(0))
+    label = drawn[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    xs = np.flatnonzero((label.min(-1) > 150).any(0))  # white text on the blue label
+    return sorted((np.diff(xs) - 1).tolist(), reverse=True)
+
+
+def test_a_label_reads_name_then_score():
+    """"class_1 0.90" must not read "class_ 10.90": the gap before the score is the widest, by far."""
+    gaps = _label_gaps("class_1")
+    assert gaps[0] >= 1.4 * gaps[1], gaps
+
+
+def test_predict_summary_line_counts_and_names_the_folder(inputs, tmp_path, capsys):
+    checkpoint, folder, extra = inputs
+    assert main(["predict", str(TINY_CONFIG), "--checkpoint", str(checkpoint), str(extra), "--out",
+                 f"{tmp_path / 'out'}/", *SET]) == 0
+    assert f"1 image predicted into {tmp_path / 'out'}/, boxes over" in capsys.readouterr().out

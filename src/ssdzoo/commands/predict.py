@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from .common import load_config_for_weights
 
@@ -28,17 +30,22 @@ def run(args: argparse.Namespace) -> int:
     summary = run_predict(predictor, args.images, args.out, category_ids=category_ids, batch_size=args.batch,
                           workers=workers, draw=args.draw, draw_score=args.score, resume=args.resume,
                           every=args.every, settings={"weights": str(weights)})
-    done = f"{summary.images} images" + (f" and {summary.videos} videos" if summary.videos else "")
+    done = counted(summary.images, "image") + (f" and {counted(summary.videos, 'video')}" if summary.videos else "")
     if summary.resumed:
-        done += f" ({summary.resumed} inputs done by the earlier run)"
+        done += f" ({counted(summary.resumed, 'input')} done by the earlier run)"
     drawn = f", boxes over {args.score} drawn" if args.draw else ""
-    print(f"{done} predicted into {args.out}/{drawn}")
+    print(f"{done} predicted into {Path(args.out)}{os.sep}{drawn}")
     if summary.skipped:
-        print(f"skipped {len(summary.skipped)} unreadable input(s): "
+        print(f"skipped {counted(len(summary.skipped), 'unreadable input')}: "
               + ", ".join(str(path) for path, _ in summary.skipped))
     print(f"detections (scores > {predictor.min_score}): {summary.jsonl_path} (one line per input), "
           f"{summary.json_path} ({summary.num_detections} rows, COCO results format)")
     return 0
+
+
+def counted(number: int, noun: str) -> str:
+    """"1 image", "2 images"."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def score(text: str) -> float:
