@@ -16,6 +16,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..inference import Predictor
     from ..predict import default_workers, read_category_ids, run_predict
+    from ..words import counted
 
     config, args.images = split_config_argument(args.config, args.images, rest_are_overrides=False)
     if not args.images:
@@ -39,13 +40,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {counted(len(summary.skipped), 'unreadable input')}: "
               + ", ".join(str(path) for path, _ in summary.skipped))
     print(f"detections (scores > {predictor.min_score}): {summary.jsonl_path} (one line per input), "
-          f"{summary.json_path} ({summary.num_detections} rows, COCO results format)")
+          f"{summary.json_path} ({counted(summary.num_detections, 'row')}, COCO results format)")
     return 0
-
-
-def counted(number: int, noun: str) -> str:
-    """"1 image", "2 images"."""
-    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def score(text: str) -> float:

@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import atomic_folder, write_json
+from ..words import counted
 from ..workers import process_pool
 from .coco import annotation_path, is_training_split, read_coco_json
 from .images import ImageFile, ImageFileError, read_image_file
@@ -212,7 +213,8 @@ def pack_split(
 def format_summary(summary: dict, out_dir: str | Path) -> str:
     """What the terminal shows for one packed split: totals, then images and boxes per class."""
     background = f" ({summary['background_images']} background)" if summary.get("background_images") else ""
-    lines = [f"{summary['split']}: {summary['images']} images{background}, {summary['boxes']} boxes, "
+    lines = [f"{summary['split']}: {counted(summary['images'], 'image')}{background}, "
+             f"{counted(summary['boxes'], 'box', 'boxes')}, "
              f"{len(summary['skipped'])} skipped, {summary['shards']} shards, "
              f"{summary['images_per_second']} img/s -> {out_dir}"]
     classes = summary.get("classes", [])
