@@ -210,7 +210,8 @@ def test_every_key_the_model_is_built_from_is_checked_against_a_checkpoint():
 def test_an_error_an_override_causes_names_the_override():
     with pytest.raises(ConfigError, match=r"^override 'batch_size=0' \(on .*demo.yaml\): batch_size must be positive"):
         ssdzoo.load_config("demo", ["lr=0.01", "batch_size=0"])
-    with pytest.raises(ConfigError, match=r"^override 'num_classes=3' \(on .*\): classes has 81 names but num_classes is 3"):
+    with pytest.raises(ConfigError, match=r"^override 'num_classes=3' \(on .*\): classes has 81 names but "
+                                          r"num_classes is 3"):
         ssdzoo.load_config("ssd_mobilenetv2", ["num_classes=3"])
     with pytest.raises(ConfigError, match=r"^overrides 'classes=\[background,a\]' 'num_classes=4' \(on "):
         ssdzoo.load_config("demo", ["classes=[background,a]", "num_classes=4"])  # neither alone is wrong

@@ -351,5 +351,6 @@ def test_prepare_yolo_on_empty_image_folders_fails_naming_them(tmp_path, capsys)
         image.unlink()
     assert main(["prepare", "yolo", str(data_yaml), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert f"split 'train' has no images: nothing with an image suffix in {tmp_path / 'zoo' / 'images' / 'train'}" in err
+    folder = tmp_path / "zoo" / "images" / "train"
+    assert f"split 'train' has no images: nothing with an image suffix in {folder}" in err
     assert not (tmp_path / "out" / "train").exists()

@@ -211,7 +211,8 @@ def test_coco_ground_truth_gives_the_original_json_numbers(tmp_path):
                  "iscrowd": 0})  # out of the image: clipped for training, counted as is
     path.write_text(json.dumps(original))
     prepare_coco(tmp_path / "coco", tmp_path / "packed")
-    dataset = load_dataset(tmp_path / "packed", load_config("demo", ["image_size=[32,32]", "feature_size=[4,2,1,1]"]), False)
+    cfg = load_config("demo", ["image_size=[32,32]", "feature_size=[4,2,1,1]"])
+    dataset = load_dataset(tmp_path / "packed", cfg, False)
     gt = dataset.coco_ground_truth()
     kept = [img["id"] for img in gt["images"]]
     assert first not in kept and second in kept and third in kept

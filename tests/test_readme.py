@@ -206,7 +206,8 @@ def trained(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("trained")
     _synth(root / "coco", "coco")
     assert main(["prepare", "coco", str(root / "coco"), str(root / "packed"), "--workers", "1"]) == 0
-    assert main(["train", TINY, f"data_dir={root / 'packed'}", f"ckpt_save_dir={root / 'run'}", *ONE_EPOCH.split()]) == 0
+    assert main(["train", TINY, f"data_dir={root / 'packed'}", f"ckpt_save_dir={root / 'run'}",
+                 *ONE_EPOCH.split()]) == 0
     assert main(["export", TINY, "--checkpoint", str(root / "run" / "best.pt"), "--out", str(root / "model.onnx")]) == 0
     assert main(["export", TINY, "--checkpoint", str(root / "run" / "best.pt"), "--out", str(root / "model.int8.onnx"),
                  "--int8", "--calibration", str(root / "packed"), "--calibration-images", "4"]) == 0

@@ -129,4 +129,5 @@ def test_curves_have_whole_epochs_and_a_validation_panel_only_when_evaluated(eva
             ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
             assert ticks == [1, 2, 3], ticks
     single = curves_figure(rows[:1])  # one epoch: one tick, not 0.96 ... 1.04
-    assert [t for t in single.axes[0].get_xticks() if single.axes[0].get_xlim()[0] <= t <= single.axes[0].get_xlim()[1]] == [1]
+    low, high = single.axes[0].get_xlim()
+    assert [t for t in single.axes[0].get_xticks() if low <= t <= high] == [1]

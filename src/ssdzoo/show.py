@@ -61,7 +61,8 @@ def check_showable(data: str | Path) -> None:
     data = Path(data)
     if not data.exists():
         raise FileNotFoundError(f"{data} does not exist")
-    pack = "show draws a packed dataset (or a COCO root): pack it first with `ssdzoo prepare {} OUT`, then `ssdzoo show OUT`"
+    pack = ("show draws a packed dataset (or a COCO root): pack it first with `ssdzoo prepare {} OUT`, "
+            "then `ssdzoo show OUT`")
     if data.is_file():
         kind = {".yaml": "yolo", ".yml": "yolo", ".json": "coco --annotations"}.get(data.suffix.lower())
         if kind is None:

@@ -19,8 +19,8 @@ def run(args: argparse.Namespace) -> int:
     result = show_samples(args.data, args.out, cfg=cfg, split=args.split, augment=args.augment, count=args.n,
                           seed=args.seed, cell=args.cell)
     what = f"augmented as in training at {cfg.image_size[0]}x{cfg.image_size[1]}" if args.augment else "as stored"
-    print(f"{counted(len(result.indices), 'sample')} of {result.split} ({what}), {counted(result.boxes, 'box', 'boxes')} "
-          f"-> {result.path}")
+    print(f"{counted(len(result.indices), 'sample')} of {result.split} ({what}), "
+          f"{counted(result.boxes, 'box', 'boxes')} -> {result.path}")
     return 0
 
 
