@@ -230,8 +230,9 @@ def bench_throughput(args) -> dict:
         f"batch_size={args.batch}", "num_classes=4", "classes=[background, circle, square, triangle]"])
     if args.image_size != 300:  # a smaller input: the SSD levels of the demo recipe at this size
         demo = ssdzoo.load_config("demo")
-        cfg = demo.replace(image_size=(args.image_size, args.image_size),
-                           steps=tuple(s * args.image_size // 128 for s in demo.steps))
+        steps = tuple(s * args.image_size // 128 for s in demo.steps)
+        cfg = demo.replace(image_size=(args.image_size, args.image_size), steps=steps,
+                           feature_size=tuple(-(-args.image_size // s) for s in steps))
     anchors = ssdzoo.default_boxes(cfg)
     packed, raw = load_dataset(packed_root, cfg, True), load_dataset(coco_root, cfg, True)
     seed_styles = {"seed_style": SeedStylePipeline(packed, cfg, regenerate_anchors=True),

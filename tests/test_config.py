@@ -205,3 +205,35 @@ def test_every_key_the_model_is_built_from_is_checked_against_a_checkpoint():
     with pytest.raises(ValueError, match=r"\(extras_block, head_kernel_size differ\)"):
         check_fits(cfg, cfg.replace(extras_block="conv", head_kernel_size=3).to_dict(), "ssd_mobilenetv2", "w.pt")
     check_fits(cfg, cfg.replace(cls_prior=0.01, bn_momentum=0.1).to_dict(), "ssd_mobilenetv2", "w.pt")
+
+
+def test_an_error_an_override_causes_names_the_override():
+    with pytest.raises(ConfigError, match=r"^override 'batch_size=0' \(on .*demo.yaml\): batch_size must be positive"):
+        ssdzoo.load_config("demo", ["lr=0.01", "batch_size=0"])
+    with pytest.raises(ConfigError, match=r"^override 'num_classes=3' \(on .*\): classes has 81 names but "
+                                          r"num_classes is 3"):
+        ssdzoo.load_config("ssd_mobilenetv2", ["num_classes=3"])
+    with pytest.raises(ConfigError, match=r"^overrides 'classes=\[background,a\]' 'num_classes=4' \(on "):
+        ssdzoo.load_config("demo", ["classes=[background,a]", "num_classes=4"])  # neither alone is wrong
+
+
+def test_classes_given_alone_set_num_classes_everywhere(tmp_path):
+    """One rule for load_config, the CLI and a checkpoint's saved config: num_classes follows classes."""
+    from ssdzoo.checkpoint_config import config_for_weights
+
+    cfg = ssdzoo.load_config("ssd_mobilenetv2", ["classes=[background,person]"])
+    assert cfg.classes == ("background", "person") and cfg.num_classes == 2
+    import torch
+
+    torch.save({"config": ssdzoo.load_config("demo").to_dict()}, tmp_path / "x.pt")
+    saved = config_for_weights(None, ["classes=[background,a,b]"], tmp_path / "x.pt")
+    assert saved.num_classes == 3
+
+
+def test_a_stale_feature_size_is_refused_naming_both_anchor_keys():
+    with pytest.raises(ConfigError, match=r"feature maps of \[20, 10, 5, 3\] and 3204 default boxes, but "
+                                          r"feature_size is \[16, 8, 4, 2\] and num_ssd_boxes 2040: set both "
+                                          r"\(feature_size=\[20,10,5,3\] num_ssd_boxes=3204\)"):
+        ssdzoo.load_config("demo", ["image_size=[160,160]"])
+    cfg = ssdzoo.load_config("demo", ["image_size=[160,160]", "feature_size=[20,10,5,3]", "num_ssd_boxes=3204"])
+    assert len(ssdzoo.default_boxes(cfg)) == 3204

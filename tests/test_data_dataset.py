@@ -26,7 +26,8 @@ def shapes(tmp_path_factory):
 
 
 def _cfg(**overrides):
-    items = {"image_size": "[32,32]", "batch_size": "4", "num_parallel_workers": "0", **overrides}
+    items = {"image_size": "[32,32]", "feature_size": "[4,2,1,1]", "batch_size": "4", "num_parallel_workers": "0",
+             **overrides}
     return load_config("demo", [f"{k}={v}" for k, v in items.items()])
 
 

@@ -8,13 +8,13 @@ import json
 
 import numpy as np
 import pytest
-from data_helpers import (CLASSES, SCENES, encode, noise_image, oriented_jpeg, scene_image, voc_object,
+from data_helpers import (CLASSES, SCENES, encode, make_faulty_coco, noise_image, oriented_jpeg, scene_image, voc_object,
                           write_coco_export, write_voc, write_yolo)
 from PIL import Image, ImageOps
 
 from ssdzoo.cli import main
 from ssdzoo.config import config_from_dict
-from ssdzoo.data import PackedSplit, load_dataset, prepare_coco_export, prepare_voc, prepare_yolo
+from ssdzoo.data import PackedSplit, load_dataset, prepare_coco, prepare_coco_export, prepare_voc, prepare_yolo
 from ssdzoo.data.images import CropRect, decode
 from ssdzoo.data.voc import VOC_CLASSES
 from ssdzoo.inference import load_image
@@ -310,3 +310,47 @@ def test_the_same_scene_reads_the_same_in_every_image_reader(tmp_path):
     image.save(path, quality=95)
     decoded = decode(path.read_bytes()).image.permute(1, 2, 0).numpy()
     assert np.array_equal(load_image(path), decoded)
+
+
+def test_dropped_boxes_are_named_by_file_and_line(tmp_path, capsys):
+    """Counting is not enough: the terminal and summary.json say which line of which file."""
+    data_yaml = write_yolo(tmp_path / "zoo")
+    labels = tmp_path / "zoo" / "labels" / "train"
+    (labels / "0003.txt").write_text("1 0.625 0.444444 0.535714 0.777778\n\n7 0.5 0.5 0.2 0.2\n0 0.5 0.5\n"
+                                     "0 nan 0.5 0.1 0.1\n")
+    assert main(["prepare", "yolo", str(data_yaml), str(tmp_path / "out"), "--workers", "1"]) == 0
+    listed = json.loads((tmp_path / "out" / "train" / "summary.json").read_text())["dropped_box_list"]
+    assert [(item["file"], item["at"]) for item in listed] == [(str(labels / "0003.txt"), f"line {n}")
+                                                               for n in (3, 4, 5)]
+    assert "class 7 is not in data.yaml's names" in listed[0]["reason"]
+    assert "not four finite numbers" in listed[2]["reason"] and listed[2]["image"] == "images/train/0003.jpg"
+    out = capsys.readouterr().out
+    assert f"dropped box: {labels / '0003.txt'}, line 4: not 'class cx cy w h' or a polygon: '0 0.5 0.5'" in out
+
+
+def test_dropped_coco_and_voc_boxes_name_the_annotation(tmp_path):
+    root = tmp_path / "coco"
+    make_faulty_coco(root)
+    summary = prepare_coco(root, tmp_path / "out", splits=["train2017"])["train2017"]
+    json_path = str(root / "annotations" / "instances_train2017.json")
+    listed = summary["dropped_box_list"]
+    counted = sum(v for k, v in summary["dropped_boxes"].items())
+    assert len(listed) == counted and all(item["file"] == json_path for item in listed)
+    assert all(item["at"].startswith("annotation") and item["reason"] for item in listed)
+    year = write_voc(tmp_path / "VOC2007")
+    xml = year / "Annotations" / "0003.xml"
+    xml.write_text(xml.read_text().replace("<xmin>", "<xmin>x", 1))
+    summary = prepare_voc(year, tmp_path / "voc", splits=["train"])["train"]
+    assert {(item["file"], item["at"], item["reason"]) for item in summary["dropped_box_list"]} == {
+        (str(xml), "object 1", "bndbox is not four numbers")}
+
+
+def test_prepare_yolo_on_empty_image_folders_fails_naming_them(tmp_path, capsys):
+    data_yaml = write_yolo(tmp_path / "zoo")
+    for image in (tmp_path / "zoo" / "images" / "train").iterdir():
+        image.unlink()
+    assert main(["prepare", "yolo", str(data_yaml), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    folder = tmp_path / "zoo" / "images" / "train"
+    assert f"split 'train' has no images: nothing with an image suffix in {folder}" in err
+    assert not (tmp_path / "out" / "train").exists()

@@ -22,7 +22,7 @@ from ssdzoo.data.synthetic import SynthSpec, make_synthetic_coco
 def _cfg(num_classes: int = 4):
     names = ["background", "person", "car", "train"][:num_classes]
     return load_config("demo", [f"classes={json.dumps(names)}", f"num_classes={num_classes}",
-                                "image_size=[32,32]"])
+                                "image_size=[32,32]", "feature_size=[4,2,1,1]"])
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +130,8 @@ def test_missing_annotation_file_is_an_error_naming_it(tmp_path, capsys):
     assert "instances_train2017.json" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="instances_train2017.json"):
         load_dataset(tmp_path, _cfg(), True)
+    assert main(["prepare", "coco", str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == f"ssdzoo prepare: error: COCO folder not found: {tmp_path / 'nowhere'}"
 
 
 def test_interrupted_prepare_leaves_no_dataset_and_keeps_the_old_one(faulty, tmp_path, monkeypatch):
@@ -209,7 +211,8 @@ def test_coco_ground_truth_gives_the_original_json_numbers(tmp_path):
                  "iscrowd": 0})  # out of the image: clipped for training, counted as is
     path.write_text(json.dumps(original))
     prepare_coco(tmp_path / "coco", tmp_path / "packed")
-    dataset = load_dataset(tmp_path / "packed", load_config("demo", ["image_size=[32,32]"]), False)
+    cfg = load_config("demo", ["image_size=[32,32]", "feature_size=[4,2,1,1]"])
+    dataset = load_dataset(tmp_path / "packed", cfg, False)
     gt = dataset.coco_ground_truth()
     kept = [img["id"] for img in gt["images"]]
     assert first not in kept and second in kept and third in kept

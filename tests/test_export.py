@@ -148,3 +148,47 @@ def test_nms_graph_with_torchvision_postprocessing_equals_the_checkpoint(model, 
         torch.testing.assert_close(got.scores, want.scores, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="max_detections"):
         Predictor.from_weights(cfg.replace(max_detections=9), path)
+
+
+def _quiet_model(cfg, bias: float, seed: int = 0):
+    """The tiny model with every class score pushed down: nothing reaches min_score 0.2."""
+    from tiny import tiny_model
+
+    model = tiny_model(cfg, seed=seed)
+    with torch.no_grad():
+        for conv in model.head.cls_convs():
+            conv.bias.fill_(bias)
+            if bias < -100:
+                conv.weight.zero_()  # sigmoid(-1000) is exactly 0: no candidate at all
+    return model
+
+
+def test_the_check_compares_a_model_that_detects_nothing_at_min_score(cfg, tmp_path, capsys):
+    """`export` of a model finding nothing over min_score (TF's person detector on synthetic
+    pictures, a model early in training) still compares detections, at a threshold its best
+    candidates pass; a graph of other weights fails; a model with no candidate at all fails loudly."""
+    from ssdzoo.export import check_onnx
+
+    quiet = _quiet_model(cfg, -8.0)
+    checkpoint = tmp_path / "quiet.pt"
+    torch.save({"model": quiet.state_dict()}, checkpoint)
+    for nms in (False, True):
+        path = export_onnx(quiet, cfg, tmp_path / f"quiet{nms}.onnx", nms=nms)
+        check = check_onnx(path, quiet, cfg)
+        assert check.num_torch == 0 and check.probe is not None and check.probe.min_score < 0.2
+        assert check.probe.num_torch > 0 and check.probe.num_agree == check.probe.num_torch and check.agrees()
+        other = check_onnx(path, _quiet_model(cfg, -8.0, seed=1), cfg)  # a graph that is not this model's
+        assert other.num_torch == 0 and not other.agrees()
+    capsys.readouterr()
+    assert main(["export", str(TINY_CONFIG), *OVERRIDES, "--checkpoint", str(checkpoint), "--out",
+                 str(tmp_path / "q.onnx"), "--nms"]) == 0
+    out = capsys.readouterr().out
+    assert "detections: PyTorch 0, onnxruntime 0, agreeing 0" in out
+    assert "(the model's best candidates): PyTorch " in out and ", onnxruntime " in out
+
+    blank = _quiet_model(cfg, -1000.0)
+    torch.save({"model": blank.state_dict()}, checkpoint)
+    assert main(["export", str(TINY_CONFIG), *OVERRIDES, "--checkpoint", str(checkpoint), "--out",
+                 str(tmp_path / "b.onnx"), "--nms"]) == 1
+    assert "error: nothing to compare: the model detects nothing on these images at any score threshold" in \
+        capsys.readouterr().err

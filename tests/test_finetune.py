@@ -170,3 +170,21 @@ def test_weights_with_resume_auto_start_a_run_once_then_it_continues(six_class_c
     for name, value in second["model"].items():
         if not name.endswith("num_batches_tracked"):
             assert torch.equal(value, first["model"][name]), name
+
+
+def test_train_weights_takes_the_files_input_normalization(tmp_path, caplog):
+    """Weights trained on [-1, 1] inputs (a converted TF model, or this checkpoint) fine-tune on
+    the same inputs, not silently on the recipe's ImageNet statistics; mean=/std= choose."""
+    path = tmp_path / "half.pt"
+    cfg = tiny_config("mean=[0.5,0.5,0.5]", "std=[0.5,0.5,0.5]")
+    save_checkpoint({"model": tiny_model(cfg).state_dict(), "config": cfg.to_dict(), "epoch": 1}, path)
+    data = tmp_path / "shapes"
+    make_synthetic_coco(data, seed=2, num_train=4, num_val=0, progress=False,
+                        spec=SynthSpec(min_side=64, max_side=80, min_object=12.0))
+    args = ["train", str(TINY_CONFIG), f"data_dir={data}", "--epochs", "1", "--weights", str(path)]
+    with caplog.at_level(logging.WARNING):
+        assert main([*args, f"ckpt_save_dir={tmp_path / 'a'}"]) == 0
+    assert "its inputs were normalized with mean [0.5, 0.5, 0.5], std [0.5, 0.5, 0.5]" in caplog.text
+    assert load_checkpoint(tmp_path / "a" / "last.pt")["config"]["mean"] == [0.5, 0.5, 0.5]
+    assert main([*args, f"ckpt_save_dir={tmp_path / 'b'}", "mean=[0.4,0.4,0.4]", "std=[0.2,0.2,0.2]"]) == 0
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["config"]["std"] == [0.2, 0.2, 0.2]

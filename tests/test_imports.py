@@ -89,3 +89,20 @@ def test_no_import_cycle_below_the_commands():
     library = {n for n in graph if not n.startswith(("ssdzoo.commands", "ssdzoo.cli", "ssdzoo.__main__"))
                and n != "ssdzoo"}
     assert find_cycle(graph, library) is None
+
+
+def test_submodules_are_attributes_of_the_package_imported_on_first_use():
+    """The README's Python API: ``import ssdzoo`` then ``ssdzoo.inference.Predictor``."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ssdzoo; assert 'ssdzoo.predict' not in sys.modules; "
+            "print(ssdzoo.inference.Predictor.__name__, ssdzoo.predict.run_predict.__name__, "
+            "ssdzoo.data.prepare_voc.__name__, ssdzoo.convert.tensorflow_config.__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["Predictor", "run_predict", "prepare_voc", "tensorflow_config"]
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        ssdzoo.nonexistent

@@ -166,3 +166,26 @@ def test_a_voc_size_no_number_can_hold_is_taken_from_the_image(tmp_path):
     sizes = {n.rsplit("/", 1)[-1][:4]: (int(w), int(h))
              for n, w, h in zip(index.file_names.to_pylist(), index.widths, index.heights)}
     assert sizes == {stem: (width, height) for stem, (width, height, _) in SCENES.items()}
+
+
+def test_show_on_a_raw_dataset_says_which_prepare_packs_it(own_run, capsys):
+    """`ssdzoo show data.yaml` (or a VOC folder) is not a packed dataset: say how to make one."""
+    raw = own_run / "raw"
+    data = raw / "data.yaml" if (raw / "data.yaml").exists() else raw
+    assert main(["show", str(data), "--out", str(own_run / "s.png")]) == 2
+    err = capsys.readouterr().err
+    layout = "yolo" if data.suffix else "voc"
+    assert f"pack it first with `ssdzoo prepare {layout} {data} OUT`, then `ssdzoo show OUT`" in err, err
+    assert main(["show", str(own_run / "nowhere"), "--out", str(own_run / "s.png")]) == 2
+    assert f"{own_run / 'nowhere'} does not exist" in capsys.readouterr().err
+
+
+@voc_only
+def test_eval_with_a_named_config_says_where_data_dir_came_from(own_run, capsys):
+    """A config named on the command line wins over the checkpoint's: a data_dir it lacks says so."""
+    ckpt = own_run / "run" / "last.pt"
+    assert main(["eval", str(TINY_CONFIG), "--checkpoint", str(ckpt), "classes=null", "num_classes=null",
+                 "train_split=train", "val_split=val"]) == 2
+    err = capsys.readouterr().err
+    assert f"is the config {TINY_CONFIG}'s: a config named on the command line wins over the one saved in " \
+           f"--checkpoint ({ckpt} was trained on data_dir={own_run / 'packed'}); give data_dir=DIR" in err, err

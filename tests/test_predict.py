@@ -16,7 +16,7 @@ from ssdzoo.inference import Predictor
 from ssdzoo.postprocess import Detections
 from ssdzoo.engine.evaluate import coco_results
 from ssdzoo.predict import collect_images, image_ids, read_category_ids
-from ssdzoo.visualize import class_colour, draw_detections
+from ssdzoo.visualize import class_colour, draw_boxes, draw_detections
 
 SET = ["--set", "max_boxes=50"]  # config overrides come with --set (the images are positional)
 
@@ -166,3 +166,48 @@ def test_draw_detections_draws_in_the_class_colour_and_leaves_the_input():
     assert tuple(drawn[55, 30]) == class_colour(3)  # bottom edge of the box
     assert (drawn[2, 2] == 255).all()  # the 0.05 box is under min_score: not drawn
     assert len({class_colour(label) for label in range(1, 81)}) == 80
+
+
+def test_a_box_stays_visible_on_a_picture_of_its_own_colour():
+    """A thin box in its class colour on a photo of that colour is edged in black or white."""
+    colour = class_colour(1)
+    for background in (colour, (250, 250, 250), (5, 5, 5)):
+        image = np.empty((100, 120, 3), np.uint8)
+        image[:] = background
+        drawn = np.asarray(draw_detections(image, Detections(torch.tensor([[20.0, 40.0, 100.0, 90.0]]),
+                                                             torch.tensor([0.9]), torch.tensor([1])),
+                                           ["background", "a"]), dtype=float)
+        luma = drawn @ np.array([0.299, 0.587, 0.114])
+        row = luma[85:95, 60]  # across the bottom edge, from inside the box to outside it
+        assert np.abs(row - np.dot(background, [0.299, 0.587, 0.114])).max() > 100, (background, row)
+
+
+def _label_text_columns(drawn: np.ndarray) -> np.ndarray:
+    """Columns (from the label's left edge) holding text of the blue label drawn above the box."""
+    drawn = drawn.astype(int)
+    fill = np.abs(drawn - np.array(class_colour(1))).sum(-1) < 30
+    rows = np.flatnonzero(fill[:58].sum(1) > 20)
+    cols = np.flatnonzero(fill[rows].any(0))
+    label = drawn[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    return np.flatnonzero((label.min(-1) > 150).any(0))  # white text on the blue label
+
+
+def test_a_label_reads_name_then_score():
+    """"class_1 0.90" must not read "class_ 10.90": the gap between the name and the score is
+    clearly wider than any gap inside the name (its underscore's, before the 1)."""
+    image, box = np.zeros((120, 320, 3), np.uint8), torch.tensor([[10.0, 60.0, 300.0, 110.0]])
+    name_only = _label_text_columns(np.asarray(draw_boxes(image, box.tolist(), [1], ["background", "class_1"])))
+    full = _label_text_columns(np.asarray(draw_detections(image, Detections(box, torch.tensor([0.9]),
+                                                                           torch.tensor([1])),
+                                                          ["background", "class_1"])))
+    name_end = name_only.max()
+    score_start = full[full > name_end].min()
+    inside_name = (np.diff(name_only) - 1).max()
+    assert score_start - name_end - 1 >= 1.4 * inside_name, (score_start - name_end - 1, inside_name)
+
+
+def test_predict_summary_line_counts_and_names_the_folder(inputs, tmp_path, capsys):
+    checkpoint, folder, extra = inputs
+    assert main(["predict", str(TINY_CONFIG), "--checkpoint", str(checkpoint), str(extra), "--out",
+                 f"{tmp_path / 'out'}/", *SET]) == 0
+    assert f"1 image predicted into {tmp_path / 'out'}/, boxes over" in capsys.readouterr().out

@@ -81,16 +81,42 @@ def test_resume_after_a_crash_ends_with_the_same_detections(predictor, folder, r
     assert not list(tmp_path.rglob(".*.tmp"))  # no temporary file left
 
 
-def test_resume_refuses_other_settings_and_a_missing_run(predictor, folder, reference, tmp_path):
+def test_resume_refuses_other_settings(predictor, folder, reference, tmp_path):
     _, out = reference
     with pytest.raises(ValueError, match="min_score"):
         run_predict(Predictor(predictor.cfg, predictor.network.model, min_score=0.5), [folder], out, resume=True)
-    with pytest.raises(ValueError, match="no earlier predict run"):
-        run_predict(predictor, [folder], tmp_path / "new", resume=True)
     # a finished run resumed does nothing and keeps its results
     summary = run_predict(predictor, [folder], out, resume=True, workers=0)
     assert summary.images == 0 and summary.resumed == NUM_IMAGES
     assert json.loads((out / "detections.json").read_text()) == reference[0]
+
+
+def test_resume_into_a_new_folder_starts_a_run(predictor, folder, reference, tmp_path):
+    """One command for a requeued job's first start and its restarts (as train --resume auto)."""
+    summary = run_predict(predictor, [folder], tmp_path / "new", batch_size=4, workers=0, resume=True)
+    assert summary.images == NUM_IMAGES and summary.resumed == 0
+    assert json.loads((tmp_path / "new" / "detections.json").read_text()) == reference[0]
+    # results without the settings that made them are still refused
+    (tmp_path / "new" / "predict_run.json").unlink()
+    with pytest.raises(ValueError, match="predict_run.json not found"):
+        run_predict(predictor, [folder], tmp_path / "new", workers=0, resume=True)
+
+
+def test_predict_command_resume_starts_and_continues(model, folder, tmp_path, capsys):
+    """`ssdzoo predict ... --resume` into an empty folder predicts everything; run again, nothing."""
+    import torch
+    from tiny import TINY_CONFIG
+
+    from ssdzoo.cli import main
+
+    torch.save({"model": model.state_dict()}, tmp_path / "model.pt")
+    command = ["predict", str(TINY_CONFIG), "--checkpoint", str(tmp_path / "model.pt"), str(folder),
+               "--out", str(tmp_path / "preds"), "--resume", "--no-draw", "--workers", "0"]
+    assert main(command) == 0
+    assert len(read_lines(tmp_path / "preds" / "detections.jsonl")) == NUM_IMAGES
+    capsys.readouterr()
+    assert main(command) == 0
+    assert f"{NUM_IMAGES} inputs done by the earlier run" in capsys.readouterr().out
 
 
 def test_resume_refuses_inputs_whose_image_ids_changed(predictor, folder, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -176,3 +177,41 @@ def test_calibration_skips_a_damaged_dataset_image(coco, cfg, tmp_path, caplog):
         calibration = calibration_images(tmp_path / "packed", cfg, count=10)
     assert len(calibration.images) == 9 and calibration.source.endswith("(9 of 10 images)")
     assert f"image {name} cannot be decoded" in caplog.text
+
+
+def test_calibration_uses_the_training_split_and_any_classes(tmp_path, caplog):
+    """--calibration PACKED_ROOT: the training split (not the split evaluated next), and a
+    dataset of other classes than the model's (calibration needs pixels only)."""
+    from ssdzoo.data import prepare_coco
+    from tiny import tiny_config
+
+    make_synthetic_coco(tmp_path / "raw", seed=4, num_train=6, num_val=3, progress=False,
+                        spec=SynthSpec(min_side=48, max_side=64, min_object=10.0))
+    prepare_coco(tmp_path / "raw", tmp_path / "packed")
+    cfg = tiny_config("classes=[background,cat,dog]")  # not circle, square, triangle
+    calibration = calibration_images(tmp_path / "packed", cfg, count=4)
+    assert calibration.source.endswith("train2017 (4 of 6 images)")
+    assert calibration_images(tmp_path / "raw", cfg, count=4).source.endswith("(4 of 6 images)")
+    for split in ("train2017", "val2017"):  # the names `prepare voc` and `prepare yolo` give
+        (tmp_path / "packed" / split).rename(tmp_path / "packed" / split.removesuffix("2017"))
+    assert calibration_images(tmp_path / "packed", cfg, count=9).source.endswith("train (6 of 6 images)")
+
+
+def test_quantizing_logs_nothing_of_onnxruntimes_own(cfg, tmp_path, caplog):
+    """onnxruntime's quantizer logs each bias it copies and weight scale it raises through the
+    root logger at INFO: none of that reaches the user's terminal (the CLI logs at INFO)."""
+    from ssdzoo.export import export_onnx
+    from ssdzoo.inference import preprocess
+    from ssdzoo.quantize import Calibration, quantize_onnx
+    from tiny import tiny_model
+
+    model = tiny_model(cfg)
+    with torch.no_grad():  # weights so small that a bias's int32 scale would underflow: scales raised
+        for conv in model.head.cls_convs():
+            conv.weight.mul_(1e-7)
+    float_path = export_onnx(model, cfg, tmp_path / "float.onnx")
+    calibration = Calibration(*preprocess(synthetic_images(seed=7), cfg), source="synthetic")
+    with caplog.at_level(logging.INFO):
+        quantize_onnx(float_path, tmp_path / "int8.onnx", calibration)
+    noise = [r.getMessage() for r in caplog.records if r.name == "root"]
+    assert noise == []

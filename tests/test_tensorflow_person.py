@@ -167,3 +167,40 @@ def test_finetuning_from_the_converted_person_model(person_cfg, person_model, tm
     assert all(torch.equal(state[k], source[k]) for k in report.loaded)
     with pytest.raises(ValueError, match="a TensorFlow model: convert it first"):
         load_for_finetuning(model, person_graph(), cfg)
+
+
+def test_a_converted_model_points_at_its_recipe(tmp_path, capsys, caplog):
+    """The files `ssdzoo convert` writes: readable like any other file; a recipe that does not
+    fit, or none at all, names the .yaml written beside the weights; fine-tuning takes the
+    weights' [-1, 1] input normalization."""
+    import logging
+    import stat
+
+    from ssdzoo.finetune import weights_normalization
+
+    weights = tmp_path / "person.safetensors"
+    assert main(["convert", str(person_graph()), "--config", "ssd_mobilenetv2", "classes=[background,person]",
+                 "--out", str(weights)]) == 0
+    (tmp_path / "plain.txt").write_text("")
+    plain = stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+    assert stat.S_IMODE(weights.stat().st_mode) == stat.S_IMODE((tmp_path / "person.yaml").stat().st_mode) == plain
+    photo = str(GOLDEN_DIR / "tfod" / "photos" / "astronaut.png")
+    capsys.readouterr()
+    assert main(["predict", "ssd_mobilenetv2", photo, "--checkpoint", str(weights), "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.count("(model ") == 1, err  # one example, not a wall of them
+    assert f"`ssdzoo convert` wrote its recipe beside it, {tmp_path / 'person.yaml'}: use that as the config" in err
+    assert main(["predict", photo, "--checkpoint", str(weights), "--out", str(tmp_path / "p")]) == 2
+    assert (f"{weights} carries no config: name the recipe it was trained with ({tmp_path / 'person.yaml'}, which "
+            "`ssdzoo convert` wrote beside it)") in capsys.readouterr().err
+    # the same layers, other numerics: loads, with a warning naming the keys
+    with caplog.at_level(logging.WARNING):
+        ssdzoo.build_model(ssdzoo.load_config("ssd_mobilenetv2", ["classes=[background,person]"]), weights=weights)
+    assert "anchor_centres, image_resize" in caplog.text and "use " + str(tmp_path / "person.yaml") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        cfg = weights_normalization(ssdzoo.load_config("ssd_mobilenetv2"), weights)
+    assert cfg.mean == cfg.std == (0.5, 0.5, 0.5)
+    assert "its inputs were normalized with mean [0.5, 0.5, 0.5], std [0.5, 0.5, 0.5]" in caplog.text
+    chosen = ssdzoo.load_config("ssd_mobilenetv2", ["mean=[0.4,0.4,0.4]"])
+    assert weights_normalization(chosen, weights, {"mean"}).mean == (0.4, 0.4, 0.4)

@@ -112,3 +112,22 @@ def test_progress_lines_every_log_interval_off_a_terminal(shapes, tmp_path, capl
     assert len(lines) == 2, lines
     assert re.fullmatch(r"epoch 1/2 step 3/4: loss \d+\.\d{4}, lr 0\.\d{5}, \d+\.\d img/s, eta 0:00:\d\d", lines[0])
     assert lines[1].startswith("epoch 1/2 step 4/4: ") and lines[1].endswith("eta 0:00:00")
+
+
+@pytest.mark.parametrize("evaluated", [False, True])
+def test_curves_have_whole_epochs_and_a_validation_panel_only_when_evaluated(evaluated):
+    from ssdzoo.engine.records import curves_figure
+
+    rows = [{"epoch": e, "loss": 3.0 - 0.4 * e, "lr": 0.01 * e} for e in (1, 2, 3)]
+    if evaluated:
+        rows[2].update(AP=0.3, AP50=0.5)
+    figure = curves_figure(rows)
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert titles == (["training", "validation (COCO)"] if evaluated else ["training"])
+    for ax in figure.axes:
+        if ax.get_xlabel() == "epoch":
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks == [1, 2, 3], ticks
+    single = curves_figure(rows[:1])  # one epoch: one tick, not 0.96 ... 1.04
+    low, high = single.axes[0].get_xlim()
+    assert [t for t in single.axes[0].get_xticks() if low <= t <= high] == [1]

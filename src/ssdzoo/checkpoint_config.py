@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import (CONFIG_DIR, MODEL_KEYS, Config, config_from_dict, describe_model, load_config,
+from .config import (CONFIG_DIR, MODEL_KEYS, Config, apply_overrides, config_from_dict, describe_model, load_config,
                      parse_overrides, resolve_config_path)
 
 
@@ -87,9 +87,13 @@ def config_for_weights(config: Optional[str], overrides: Sequence[str], weights:
     saved = saved_config(weights) if weights else None
     if config is None:
         if saved is None:
+            from .weights import converted_recipe
+
             what = f"{weights} carries no config" if weights else "no --checkpoint and no config"
-            raise ValueError(f"{what}: name the recipe it was trained with (a YAML file or a name in configs/)")
-        return config_from_dict({**saved, **parse_overrides(overrides)}, source=f"{weights} (saved config)")
+            recipe = converted_recipe(weights) if weights else None
+            beside = f" ({recipe}, which `ssdzoo convert` wrote beside it)" if recipe else ""
+            raise ValueError(f"{what}: name the recipe it was trained with{beside} (a YAML file or a name in configs/)")
+        return config_from_dict(apply_overrides(saved, parse_overrides(overrides)), source=f"{weights} (saved config)")
     cfg = load_config(config, overrides)
     if saved is not None:
         if cfg.classes is None and saved.get("classes"):  # from the data: the data it was trained on

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from importlib import resources
@@ -37,7 +38,12 @@ CONFIG_DIR = Path(str(resources.files("ssdzoo").joinpath("configs")))
 
 
 class ConfigError(ValueError):
-    """A config file or override that does not fit the schema."""
+    """A config file or override that does not fit the schema. ``detail``: the message without
+    its source (the file or override it names first)."""
+
+    def __init__(self, message: str, detail: Optional[str] = None):
+        super().__init__(message)
+        self.detail = detail if detail is not None else message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,8 +289,42 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
         raw = yaml.safe_load(f) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
-    raw.update(parse_overrides(overrides))
-    return config_from_dict(raw, source=str(path))
+    overrides = list(overrides)
+    merged = apply_overrides(raw, parse_overrides(overrides))
+    try:
+        return config_from_dict(merged, source=str(path))
+    except ConfigError as err:
+        raise _blame_overrides(err, raw, overrides, str(path)) from None
+
+
+def apply_overrides(raw: dict, given: dict[str, Any]) -> dict:
+    """``raw`` with the parsed overrides ``given`` on top. One rule for every command and for
+    ``load_config``: overrides that give ``classes`` but not ``num_classes`` set the class count
+    too (num_classes follows classes; ``classes=null`` leaves both to the data)."""
+    merged = {**raw, **given}
+    if "classes" in given and "num_classes" not in given:
+        merged["num_classes"] = None
+    return merged
+
+
+def _blame_overrides(err: ConfigError, raw: dict, overrides: list[str], source: str) -> ConfigError:
+    """``err`` (from the file with ``overrides`` applied) naming the override that causes it
+    when the file alone is valid: the one that fails on its own, else all of them."""
+    if not overrides:
+        return err
+    try:
+        config_from_dict(raw, source=source)
+    except ConfigError:
+        return err  # the file itself is inconsistent: its name is the right source
+    culprits = []
+    for item in overrides:
+        try:
+            config_from_dict(apply_overrides(raw, parse_overrides([item])), source=source)
+        except ConfigError:
+            culprits.append(item)
+    named = culprits[:1] or overrides
+    what = f"override {named[0]!r}" if len(named) == 1 else "overrides " + " ".join(map(repr, named))
+    return ConfigError(f"{what} (on {source}): {err.detail}", err.detail)
 
 
 def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
@@ -347,7 +387,7 @@ def config_from_dict(raw: dict, source: str = "config") -> Config:
 
 def _validated(cfg: Config, source: str = "config") -> Config:
     def fail(msg: str) -> None:
-        raise ConfigError(f"{source}: {msg}")
+        raise ConfigError(f"{source}: {msg}", msg)
 
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
@@ -381,6 +421,15 @@ def _validated(cfg: Config, source: str = "config") -> Config:
     for key in ("image_size", "feature_size", "steps", "num_default"):
         if any(v <= 0 for v in getattr(cfg, key)):
             fail(f"{key} must be positive, got {list(getattr(cfg, key))}")
+    if cfg.use_anchor_generator:  # grid anchors: one map per step, ceil(size / step) a side
+        maps = [(math.ceil(cfg.image_size[0] / s), math.ceil(cfg.image_size[1] / s)) for s in cfg.steps]
+        sizes = [h for h, _ in maps]
+        if list(cfg.feature_size) != sizes:
+            boxes = sum(h * w * b for (h, w), b in zip(maps, cfg.num_default))
+            fail(f"image_size {list(cfg.image_size)} at steps {list(cfg.steps)} gives feature maps of {sizes} "
+                 f"and {boxes} default boxes, but feature_size is {list(cfg.feature_size)} and num_ssd_boxes "
+                 f"{cfg.num_ssd_boxes}: set both (feature_size=[{','.join(map(str, sizes))}] "
+                 f"num_ssd_boxes={boxes})")
     for key in ("batch_size", "epoch_size", "max_boxes", "log_interval", "eval_interval"):
         if getattr(cfg, key) <= 0:
             fail(f"{key} must be positive, got {getattr(cfg, key)}")

@@ -164,56 +164,138 @@ def onnx_opset(path: str | Path) -> int:
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
+class Agreement(NamedTuple):
+    """Detections of PyTorch (+ ``ssdzoo.postprocess``) and of the graph at one score threshold."""
+
+    min_score: float
+    num_torch: int
+    num_onnx: int
+    num_agree: int  # PyTorch detections the graph also has: same image, label, box within tol
+    max_box_diff: float  # pixels, over agreeing detections
+    max_score_diff: float
+
+    def shared(self) -> float:
+        return min(self.num_agree / max(self.num_torch, 1), self.num_agree / max(self.num_onnx, 1))
+
+
 class ExportCheck(NamedTuple):
     """onnxruntime against PyTorch on the same preprocessed images."""
 
     batch_sizes: tuple[int, ...]  # the batch sizes run through the one graph
     max_box_diff: Optional[float]  # plain graphs: normalized boxes; None for NMS graphs
     max_prob_diff: Optional[float]
-    num_torch: int  # detections from PyTorch + ssdzoo.postprocess
+    num_torch: int  # detections from PyTorch + ssdzoo.postprocess, at the config's min_score
     num_onnx: int  # detections from the graph (+ ssdzoo.postprocess for plain graphs)
     num_agree: int  # PyTorch detections the graph also has: same image, label, box within tol
     max_det_box_diff: float  # pixels, over agreeing detections
     max_det_score_diff: float
+    # the same at a threshold low enough for the model's best candidates (PROBE_CANDIDATES an
+    # image) to pass, where min_score lets fewer through: for NMS graphs (their scores and boxes
+    # are all the graph shows), and for plain graphs when nothing passes min_score
+    probe: Optional[Agreement] = None
+
+    @property
+    def compared_nothing(self) -> bool:
+        """Neither side had a detection at any threshold tried: the detections were not checked."""
+        counts = [self.num_torch, self.num_onnx] + ([self.probe.num_torch, self.probe.num_onnx] if self.probe else [])
+        return not any(counts)
 
     def agrees(self, *, tol: float = 1e-4, min_agreement: float = 0.99) -> bool:
-        """Outputs within ``tol`` and at least ``min_agreement`` of the detections shared.
+        """Outputs within ``tol`` and at least ``min_agreement`` of the detections shared, at
+        every threshold compared; False when there were no detections to compare at all.
 
         A detection may flip where two boxes sit exactly at the NMS threshold or tie on score,
         so agreement is a fraction, not all-or-nothing.
         """
-        diffs = [d for d in (self.max_box_diff, self.max_prob_diff, self.max_det_score_diff) if d is not None]
-        shared = min(self.num_agree / max(self.num_torch, 1), self.num_agree / max(self.num_onnx, 1))
-        no_detections = self.num_torch == 0 == self.num_onnx
-        return all(d <= tol for d in diffs) and (no_detections or shared >= min_agreement)
+        diffs = [d for d in (self.max_box_diff, self.max_prob_diff, self.max_det_score_diff,
+                             self.probe.max_score_diff if self.probe else None) if d is not None]
+        at_min_score = Agreement(0.0, self.num_torch, self.num_onnx, self.num_agree, 0.0, 0.0)
+        compared = [a for a in (at_min_score, self.probe) if a is not None and a.num_torch + a.num_onnx > 0]
+        return bool(compared) and all(d <= tol for d in diffs) and all(a.shared() >= min_agreement for a in compared)
+
+
+PROBE_CANDIDATES = 50  # per image: the best class scores a probe threshold lets through
 
 
 def check_onnx(path: str | Path, model: "Detector", cfg: "Config",
                images: Optional[Sequence[np.ndarray]] = None, *, box_tol_px: float = 1e-2) -> ExportCheck:
     """Run ``images`` (default: ``synthetic_images()``) through PyTorch and the graph at path,
-    all together and the first alone (two batch sizes, one graph), and compare."""
+    all together and the first alone (two batch sizes, one graph), and compare: the raw outputs
+    (plain graphs), the detections at the config's ``min_score``, and (NMS graphs always, plain
+    graphs when nothing passes ``min_score``) the detections at a lower threshold that the
+    model's best candidates pass, so that a model that finds nothing on these images is still
+    checked."""
     images = list(synthetic_images() if images is None else images)
     torch_predictor = Predictor(cfg, copy.deepcopy(model).cpu())
     onnx_predictor = Predictor.from_weights(cfg, path)
+    has_nms = onnx_predictor.network.has_nms
     max_box = max_prob = 0.0
-    dets_torch: list[Detections] = []
-    dets_onnx: list[Detections] = []
     batch_sizes = (len(images), 1) if len(images) > 1 else (1,)
-    for n in batch_sizes:
-        batch, image_hw = preprocess(images[:n], cfg)
-        if not onnx_predictor.network.has_nms:
-            with torch.inference_mode():
-                boxes_t, probs_t = torch_predictor.network(batch)
+    batches = [preprocess(images[:n], cfg) for n in batch_sizes]
+    best_scores = []  # per image, the PROBE_CANDIDATES-th best class score in PyTorch
+    for batch, _ in batches:
+        with torch.inference_mode():
+            boxes_t, probs_t = torch_predictor.network(batch)
+        foreground = probs_t[:, :, 1:].flatten(1)
+        best_scores += foreground.topk(min(PROBE_CANDIDATES, foreground.shape[1]), dim=1).values[:, -1].tolist()
+        if not has_nms:
             boxes_o, probs_o = onnx_predictor.network(batch)
             max_box = max(max_box, (boxes_t - boxes_o).abs().max().item())
             max_prob = max(max_prob, (probs_t - probs_o).abs().max().item())
+    at_min_score = _agreement(torch_predictor, onnx_predictor, batches, box_tol_px)
+    probe = None
+    if has_nms or at_min_score.num_torch == 0:
+        threshold = float(min(best_scores)) * (1 - 1e-3)  # just below: float differences don't flip them
+        if 0.0 < threshold < cfg.min_score:  # else min_score already lets those candidates through
+            low_torch = Predictor(cfg, torch_predictor.network.model, min_score=threshold)
+            with _graph_at_threshold(path, threshold, has_nms) as low_path:
+                low_onnx = Predictor.from_weights(cfg, low_path, min_score=threshold)
+                probe = _agreement(low_torch, low_onnx, batches, box_tol_px)
+    return ExportCheck(batch_sizes, None if has_nms else max_box, None if has_nms else max_prob,
+                       at_min_score.num_torch, at_min_score.num_onnx, at_min_score.num_agree,
+                       at_min_score.max_box_diff, at_min_score.max_score_diff, probe)
+
+
+def _agreement(torch_predictor: Predictor, onnx_predictor: Predictor, batches, box_tol_px: float) -> Agreement:
+    dets_torch: list[Detections] = []
+    dets_onnx: list[Detections] = []
+    for batch, image_hw in batches:
         dets_torch += torch_predictor.predict_batch(batch, image_hw)
         dets_onnx += onnx_predictor.predict_batch(batch, image_hw)
     agree, box_diff, score_diff = compare_detections(dets_torch, dets_onnx, box_tol_px=box_tol_px)
-    has_nms = onnx_predictor.network.has_nms
-    return ExportCheck(batch_sizes, None if has_nms else max_box, None if has_nms else max_prob,
-                       sum(len(d.scores) for d in dets_torch), sum(len(d.scores) for d in dets_onnx),
-                       agree, box_diff, score_diff)
+    return Agreement(torch_predictor.min_score, sum(len(d.scores) for d in dets_torch),
+                     sum(len(d.scores) for d in dets_onnx), agree, box_diff, score_diff)
+
+
+@contextlib.contextmanager
+def _graph_at_threshold(path: str | Path, min_score: float, has_nms: bool):
+    """``path`` itself for a plain graph (its caller applies the threshold); for an NMS graph a
+    temporary copy whose NonMaxSuppression score threshold (and metadata) is ``min_score``."""
+    if not has_nms:
+        yield path
+        return
+    import tempfile
+
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    nms_nodes = [n for n in model.graph.node if n.op_type == "NonMaxSuppression"]
+    initializers = {i.name: i for i in model.graph.initializer}
+    if len(nms_nodes) != 1 or len(nms_nodes[0].input) < 5 or nms_nodes[0].input[4] not in initializers:
+        raise ValueError(f"{path}: no NonMaxSuppression node with a constant score threshold to lower for the check")
+    value = numpy_helper.to_array(initializers[nms_nodes[0].input[4]]).copy()
+    value[...] = min_score
+    # a new constant: the exporter shares equal constants between nodes (0.2 is also a prior_scaling)
+    model.graph.initializer.append(numpy_helper.from_array(value, "ssdzoo_check_score_threshold"))
+    nms_nodes[0].input[4] = "ssdzoo_check_score_threshold"
+    for prop in model.metadata_props:
+        if prop.key == "ssdzoo.min_score":
+            prop.value = str(min_score)
+    with tempfile.TemporaryDirectory(prefix=".ssdzoo-check-") as folder:
+        low = Path(folder) / "probe.onnx"
+        onnx.save(model, str(low))
+        yield low
 
 
 def compare_detections(reference: Sequence[Detections], other: Sequence[Detections], *,

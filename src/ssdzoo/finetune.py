@@ -67,6 +67,35 @@ def read_full_model(path: str | Path, model: "Detector", cfg: "Config") -> tuple
     return read_state_dict(path), saved_config(path)
 
 
+def weights_normalization(cfg: "Config", path: str | Path, given: set[str] = frozenset()) -> "Config":
+    """``cfg`` with the input normalization (``mean``, ``std``) the weights in ``path`` were
+    trained with, where ``given`` (the keys the user set) leaves them to the recipe: a converted
+    TF model expects TF's [-1, 1] inputs (mean = std = 0.5), and an ImageNet normalization would
+    feed its first layer other numbers than it learned on. The file's config is an ssdzoo
+    checkpoint's saved one, or the recipe ``ssdzoo convert`` wrote beside a ``.safetensors``."""
+    from .checkpoint_config import saved_config
+    from .config import config_from_dict
+    from .weights import converted_recipe
+
+    if {"mean", "std"} & set(given):
+        return cfg
+    saved, source = saved_config(path), f"{path} (its saved config)"
+    if saved is None and (recipe := converted_recipe(path)) is not None:
+        from .config import load_config
+
+        trained, source = load_config(recipe), f"{recipe}, the recipe converted with {path}"
+    elif saved is not None:
+        trained = config_from_dict(saved, source=source)
+    else:
+        return cfg
+    if (trained.mean, trained.std) == (cfg.mean, cfg.std):
+        return cfg
+    log.warning("fine-tuning from %s: its inputs were normalized with mean %s, std %s (%s); training with "
+                "those instead of the config's mean %s, std %s (set mean=... std=... to choose)", path,
+                list(trained.mean), list(trained.std), source, list(cfg.mean), list(cfg.std))
+    return cfg.replace(mean=trained.mean, std=trained.std)
+
+
 def load_for_finetuning(model: "Detector", path: str | Path, cfg: "Config") -> FinetuneReport:
     """Fill ``model`` from ``path`` as the module docstring says; returns what went where."""
     from .config import config_from_dict, describe_model

@@ -14,7 +14,8 @@ Lines are appended and flushed after each batch. A line is written only after th
 names are complete, so a line means done. A run killed mid-line leaves a partial last line:
 resuming drops it (and the error lines: unreadable inputs are tried again) and rewrites the
 file atomically before appending. ``predict_run.json`` beside it holds the settings the
-results depend on; resuming with other settings is refused.
+results depend on; resuming with other settings is refused. Resuming into a folder with no
+earlier run starts a new one (one command for a job's first start and its requeues).
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ class ResultStream:
         run_path = Path(out_dir) / RUN_NAME
         settings = json.loads(json.dumps(settings))  # as read back: lists, not tuples
         self.done: dict[str, dict] = {}
-        if resume:
+        if resume and not run_path.exists() and not read_lines(self.path):
+            log.info("--resume: no earlier predict run in %s: starting a new one", Path(out_dir))
+        elif resume:
             _check_settings(run_path, settings)
             self.done = {line["file_name"]: line for line in read_lines(self.path) if "error" not in line}
         elif self.path.exists():
@@ -95,8 +98,8 @@ def read_lines(path: str | Path) -> list[dict]:
 def _check_settings(run_path: Path, settings: dict) -> None:
     """Refuse to resume a run made with other settings (different results would mix)."""
     if not run_path.exists():
-        raise ValueError(f"--resume: {run_path} not found: no earlier predict run in {run_path.parent} "
-                         "(run without --resume to start one)")
+        raise ValueError(f"--resume: {run_path} not found beside the results in {run_path.parent / JSONL_NAME}: "
+                         "cannot tell what settings made them (run without --resume to start over)")
     try:
         before = json.loads(run_path.read_text(encoding="utf-8"))
     except ValueError as err:

@@ -21,6 +21,7 @@ advice for x86 CPUs with VNNI; on older x86 CPUs ``reduce_range`` avoids saturat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -56,15 +57,18 @@ class Calibration(NamedTuple):
 def calibration_images(source: str | Path, cfg: "Config", count: int = DEFAULT_CALIBRATION_IMAGES) -> Calibration:
     """``count`` images of ``source`` through ssdzoo's evaluation preprocessing.
 
-    ``source``: a packed dataset (its ``cfg.val_split`` split, or a split folder), a COCO root
-    (``cfg.val_split``), or a folder of image files (or one file). From a dataset the images are
-    evenly spaced over it; from a folder the first ``count`` in name order. An image that cannot
-    be read is skipped with a warning naming it.
+    ``source``: a packed dataset (its training split ``cfg.train_split``, else a split named
+    train*, else ``cfg.val_split``, else any; or a split folder), a COCO root (the same splits), or a folder of image files (or one file).
+    Calibration needs pixels only: a dataset's classes need not be the model's. The training
+    split, not the split the quantized model is evaluated on next, so that the ranges are not
+    fitted to the test images. From a dataset the images are evenly spaced over it; from a
+    folder the first ``count`` in name order. An image that cannot be read is skipped with a
+    warning naming it.
     """
     from .data import load_dataset
     from .data.coco import annotation_path
     from .data.dataset import SkippedImage
-    from .data.packed import is_packed_split
+    from .data.packed import PackedSplit, is_packed_split
     from .inference import ImageReadError, preprocess
     from .predict import collect_images
 
@@ -73,9 +77,20 @@ def calibration_images(source: str | Path, cfg: "Config", count: int = DEFAULT_C
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"calibration data not found: {path}")
-    if path.is_dir() and (is_packed_split(path) or is_packed_split(path / cfg.val_split)
-                          or annotation_path(path, cfg.val_split).is_file()):
-        dataset = load_dataset(path, cfg, train=False)
+    found = sorted(p.parent.name for p in path.glob("*/manifest.json")) if path.is_dir() else []
+    wanted = dict.fromkeys((cfg.train_split, *(s for s in found if s.startswith("train")), cfg.val_split, *found))
+    splits = [s for s in wanted if path.is_dir() and (is_packed_split(path / s) or annotation_path(path, s).is_file())]
+    if is_packed_split(path):
+        splits = [PackedSplit(path).split]  # a split folder: that split, whatever its name
+    pixels_only = cfg.replace(classes=None, num_classes=None)  # any classes: only the images are used
+    datasets = ((s, load_dataset(path, pixels_only, train=False, split=s)) for s in splits)
+    split, dataset = next(((s, d) for s, d in datasets if len(d)), (None, None))  # the first with images
+    if splits:
+        if dataset is None:
+            raise ValueError(f"{path}: no images to calibrate with in {', '.join(splits)}")
+        if not split.startswith("train") and not is_packed_split(path):
+            log.warning("calibration: %s has no training split with images (%r); calibrating on %s",
+                        path, cfg.train_split, split)
         dataset.skip_unreadable = True  # a damaged image: logged with its name and skipped
         picks = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int))
         samples = [s for s in (dataset[int(i)] for i in picks) if not isinstance(s, SkippedImage)]
@@ -139,6 +154,25 @@ def graph_parts(model) -> tuple[list[str], list[str]]:
     return last_convs, post
 
 
+@contextlib.contextmanager
+def quiet_onnxruntime():
+    """onnxruntime without its chatter: the quantization tools log every bias they copy and
+    every weight scale they raise through the root logger at INFO ("Created a copy of bias",
+    "Increased scale", dozens a graph), and its sessions print C++ warnings; both are
+    limited to errors and warnings meant for the user (ssdzoo's own) while this runs."""
+    import onnxruntime
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(root.getEffectiveLevel(), logging.WARNING))
+    onnxruntime.set_default_logger_severity(3)  # errors only
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        onnxruntime.set_default_logger_severity(2)  # onnxruntime's default: warnings
+
+
 def quantize_onnx(float_path: str | Path, out_path: str | Path, calibration: Calibration, *,
                   float_part: str = "post", per_channel: bool = True, reduce_range: bool = False) -> Path:
     """Write the int8 QDQ version of the ``ssdzoo export`` graph at ``float_path`` to ``out_path``
@@ -157,15 +191,16 @@ def quantize_onnx(float_path: str | Path, out_path: str | Path, calibration: Cal
         prepared = Path(tmp) / "prepared.onnx"
         # BN folded into the convs and shapes inferred, so that each conv quantizes as one unit;
         # symbolic shape inference is for transformers and fails on the --nms graph's output
-        quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
-        last_convs, post = graph_parts(onnx.load(str(prepared)))
-        exclude = {"head": last_convs + post, "post": post, "none": []}[float_part]
-        quantized = Path(tmp) / "int8.onnx"
-        quantize_static(
-            str(prepared), str(quantized), _Reader(calibration, input_names), quant_format=QuantFormat.QDQ,
-            per_channel=per_channel, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"CalibMaxIntermediateOutputs": _RANGE_BATCHES})
+        with quiet_onnxruntime():
+            quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+            last_convs, post = graph_parts(onnx.load(str(prepared)))
+            exclude = {"head": last_convs + post, "post": post, "none": []}[float_part]
+            quantized = Path(tmp) / "int8.onnx"
+            quantize_static(
+                str(prepared), str(quantized), _Reader(calibration, input_names), quant_format=QuantFormat.QDQ,
+                per_channel=per_channel, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"CalibMaxIntermediateOutputs": _RANGE_BATCHES})
         model = onnx.load(str(quantized))
     metadata["ssdzoo.quantization"] = json.dumps({
         "format": "QDQ", "weights": "int8 per channel" if per_channel else "int8 per tensor",

@@ -53,6 +53,32 @@ def default_split(data: str | Path, cfg: "Config") -> str:
     return next((s for s in found if s.startswith("train")), found[0])
 
 
+def check_showable(data: str | Path) -> None:
+    """``data`` must exist and be a dataset ``show`` reads: a raw VOC or YOLO dataset (or a COCO
+    export's json) is an error saying which ``prepare`` packs it."""
+    from .data.packed import is_packed_split
+
+    data = Path(data)
+    if not data.exists():
+        raise FileNotFoundError(f"{data} does not exist")
+    pack = ("show draws a packed dataset (or a COCO root): pack it first with `ssdzoo prepare {} OUT`, "
+            "then `ssdzoo show OUT`")
+    if data.is_file():
+        kind = {".yaml": "yolo", ".yml": "yolo", ".json": "coco --annotations"}.get(data.suffix.lower())
+        if kind is None:
+            raise ValueError(f"{data} is a file: show draws a packed dataset (ssdzoo prepare's output) or a COCO root")
+        raise ValueError(f"{data} is a {'YOLO data file' if kind == 'yolo' else 'COCO-format json'}: "
+                         + pack.format(f"{kind} {data}" + (" --split NAME" if kind != "yolo" else "")))
+    if is_packed_split(data) or any(data.glob("*/manifest.json")):
+        return
+    if (data / "Annotations").is_dir() or any(data.glob("VOC*/Annotations")):
+        raise ValueError(f"{data} is a Pascal VOC folder: " + pack.format(f"voc {data}"))
+    yamls = sorted(data.glob("*.yaml")) + sorted(data.glob("*.yml"))
+    if yamls or (data / "labels").is_dir():
+        target = yamls[0] if yamls else data / "data.yaml"
+        raise ValueError(f"{data} is a YOLO dataset: " + pack.format(f"yolo {target}"))
+
+
 def show_samples(data: str | Path, out: str | Path, *, cfg: Optional["Config"] = None, split: Optional[str] = None,
                  augment: bool = False, count: int = 16, seed: int = 0, cell: int = 256,
                  columns: Optional[int] = None) -> ShowResult:
@@ -67,6 +93,7 @@ def show_samples(data: str | Path, out: str | Path, *, cfg: Optional["Config"] =
     if Path(out).suffix.lower() != ".png":
         raise ValueError(f"--out {out}: expected a .png file name")
     cfg = cfg or config_from_dict({"classes": None, "num_classes": None})
+    check_showable(data)
     split = split or default_split(data, cfg)
     dataset = load_dataset(data, cfg, train=augment, split=split)
     dataset.skip_unreadable = True  # a damaged image: logged with its name and left out

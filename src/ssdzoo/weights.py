@@ -85,6 +85,14 @@ def weights_kind(path: str | Path) -> str:
     raise WeightsFileError(path, "not a weights file ssdzoo recognizes")
 
 
+def converted_recipe(path: str | Path) -> Path | None:
+    """The recipe ``ssdzoo convert`` wrote beside a converted ``.safetensors`` (the same name,
+    .yaml), if it is there."""
+    path = Path(path)
+    recipe = path.with_suffix(".yaml")
+    return recipe if path.suffix == ".safetensors" and recipe.is_file() else None
+
+
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """Tensors of a safetensors or PyTorch weights file (an ssdzoo checkpoint's "model")."""
     path = Path(path)
@@ -137,7 +145,40 @@ def load_model_weights(model: "Detector", path: str | Path, cfg: "Config") -> No
                                      "ssdzoo.inference.Predictor) but cannot fill a PyTorch model")
     else:
         state = read_state_dict(path)
-    load_exact(model, state, source=str(path))
+    try:
+        load_exact(model, state, source=str(path))
+    except ValueError as err:
+        recipe = converted_recipe(path)
+        if recipe is None:
+            raise
+        first = str(err).split(": ", 1)[-1].split("; ")[0].split(", ")[0]  # one of the problems load_exact lists
+        raise ValueError(f"{path} does not fit the config's model ({first}, ...): `ssdzoo convert` wrote "
+                         f"its recipe beside it, {recipe}: use that as the config (ssdzoo predict {recipe} "
+                         f"--checkpoint {path} ...)") from None
+    _check_converted_recipe(path, cfg)
+
+
+# what a converted model computes besides its tensors' shapes: a config without these computes otherwise
+NUMERICS_KEYS = ("anchor_centres", "image_resize", "nms_plus_one", "explicit_aspect_ratios", "mean", "std")
+
+
+def _check_converted_recipe(path: Path, cfg: "Config") -> None:
+    """Weights that loaded from a converted file, with a config whose layers or numerics differ
+    from the recipe converted with them: a warning naming the keys and the recipe."""
+    from .config import MODEL_KEYS, ConfigError, load_config
+
+    recipe = converted_recipe(path)
+    if recipe is None:
+        return
+    try:
+        converted = load_config(recipe)
+    except ConfigError:
+        return
+    differ = [k for k in (*MODEL_KEYS, *NUMERICS_KEYS) if getattr(cfg, k) != getattr(converted, k)]
+    if differ:
+        log.warning("%s loaded, but the config differs from %s, the recipe `ssdzoo convert` wrote with it, in %s: "
+                    "the model will not compute what the converted one does (use %s as the config)", path, recipe,
+                    ", ".join(differ), recipe)
 
 
 def load_backbone_weights(model: "Detector", path: str | Path, cfg: "Config") -> None:

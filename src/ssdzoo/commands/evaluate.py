@@ -20,9 +20,13 @@ def run(args: argparse.Namespace) -> int:
     from ..model import build_model
     from ..weights import weights_kind
 
-    cfg = resolve_classes(weights_config(args, args.checkpoint))
+    cfg = weights_config(args, args.checkpoint)
+    try:
+        cfg = resolve_classes(cfg)
+        dataset = load_dataset(cfg.data_dir, cfg, train=False, split=args.split)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err}{_data_dir_origin(args, cfg)}") from None
     device = resolve_device(cfg.device, DistInfo())
-    dataset = load_dataset(cfg.data_dir, cfg, train=False, split=args.split)
     voc = args.metric == "voc"
     if weights_kind(args.checkpoint) == "onnx":  # an `ssdzoo export` graph, float or int8, in onnxruntime
         from ..inference import Predictor
@@ -46,6 +50,22 @@ def run(args: argparse.Namespace) -> int:
     if pr_plot:
         print(f"precision-recall curves per class: {plot_pr_curves(report.coco, pr_plot)}")
     return 0
+
+
+def _data_dir_origin(args: argparse.Namespace, cfg) -> str:
+    """Where the data_dir that was not found came from, when that is not obvious: a named
+    config's data_dir wins over the one saved in the checkpoint."""
+    from ..checkpoint_config import saved_config
+    from ..config import parse_overrides
+    from .common import split_config
+
+    config, overrides = split_config(args)
+    if config is None or "data_dir" in parse_overrides(overrides):
+        return ""
+    saved = (saved_config(args.checkpoint) or {}).get("data_dir")
+    trained = f" ({args.checkpoint} was trained on data_dir={saved})" if saved and saved != cfg.data_dir else ""
+    return (f". data_dir={cfg.data_dir} is the config {config}'s: a config named on the command line wins over "
+            f"the one saved in --checkpoint{trained}; give data_dir=DIR, or leave the config out")
 
 
 def _number(value) -> str:

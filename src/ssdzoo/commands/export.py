@@ -76,6 +76,16 @@ def _check_float(path: Path, model, cfg, check_images) -> int:
     print(f"  detections: PyTorch {check.num_torch}, onnxruntime {check.num_onnx}, agreeing "
           f"{check.num_agree} (largest |difference|: boxes {check.max_det_box_diff:.3g} px, "
           f"scores {check.max_det_score_diff:.3g})")
+    if check.probe is not None:
+        probe = check.probe
+        print(f"  detections at min_score {probe.min_score:.3g} (the model's best candidates): PyTorch "
+              f"{probe.num_torch}, onnxruntime {probe.num_onnx}, agreeing {probe.num_agree} (largest "
+              f"|difference|: boxes {probe.max_box_diff:.3g} px, scores {probe.max_score_diff:.3g})")
+    if check.compared_nothing:
+        print("ssdzoo export: error: nothing to compare: the model detects nothing on these images at any score "
+              "threshold, so the graph's detections are unchecked; give --check-images with objects it detects",
+              file=sys.stderr)
+        return 1
     if not check.agrees():
         print("ssdzoo export: error: onnxruntime does not agree with PyTorch", file=sys.stderr)
         return 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from .common import load_config_for_weights
 
@@ -14,6 +16,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..inference import Predictor
     from ..predict import default_workers, read_category_ids, run_predict
+    from ..words import counted
 
     config, args.images = split_config_argument(args.config, args.images, rest_are_overrides=False)
     if not args.images:
@@ -28,16 +31,16 @@ def run(args: argparse.Namespace) -> int:
     summary = run_predict(predictor, args.images, args.out, category_ids=category_ids, batch_size=args.batch,
                           workers=workers, draw=args.draw, draw_score=args.score, resume=args.resume,
                           every=args.every, settings={"weights": str(weights)})
-    done = f"{summary.images} images" + (f" and {summary.videos} videos" if summary.videos else "")
+    done = counted(summary.images, "image") + (f" and {counted(summary.videos, 'video')}" if summary.videos else "")
     if summary.resumed:
-        done += f" ({summary.resumed} inputs done by the earlier run)"
+        done += f" ({counted(summary.resumed, 'input')} done by the earlier run)"
     drawn = f", boxes over {args.score} drawn" if args.draw else ""
-    print(f"{done} predicted into {args.out}/{drawn}")
+    print(f"{done} predicted into {Path(args.out)}{os.sep}{drawn}")
     if summary.skipped:
-        print(f"skipped {len(summary.skipped)} unreadable input(s): "
+        print(f"skipped {counted(len(summary.skipped), 'unreadable input')}: "
               + ", ".join(str(path) for path, _ in summary.skipped))
     print(f"detections (scores > {predictor.min_score}): {summary.jsonl_path} (one line per input), "
-          f"{summary.json_path} ({summary.num_detections} rows, COCO results format)")
+          f"{summary.json_path} ({counted(summary.num_detections, 'row')}, COCO results format)")
     return 0
 
 

@@ -10,6 +10,7 @@ HELP = "draw a grid of dataset samples with their boxes and class names"
 def run(args: argparse.Namespace) -> int:
     from ..config import config_from_dict, load_config
     from ..show import show_samples
+    from ..words import counted
 
     if args.config:
         cfg = load_config(args.config, ["classes=null", "num_classes=null", *args.set])
@@ -18,7 +19,8 @@ def run(args: argparse.Namespace) -> int:
     result = show_samples(args.data, args.out, cfg=cfg, split=args.split, augment=args.augment, count=args.n,
                           seed=args.seed, cell=args.cell)
     what = f"augmented as in training at {cfg.image_size[0]}x{cfg.image_size[1]}" if args.augment else "as stored"
-    print(f"{len(result.indices)} samples of {result.split} ({what}), {result.boxes} boxes -> {result.path}")
+    print(f"{counted(len(result.indices), 'sample')} of {result.split} ({what}), "
+          f"{counted(result.boxes, 'box', 'boxes')} -> {result.path}")
     return 0
 
 

@@ -21,6 +21,10 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.train import train
 
     cfg = load_config(args.config, args.overrides)
+    if args.weights:
+        from ..finetune import weights_normalization
+
+        cfg = weights_normalization(cfg, args.weights, set(parse_overrides(args.overrides)))
     if args.resume not in (None, "auto") and "ckpt_save_dir" not in parse_overrides(args.overrides):
         folder = str(Path(args.resume).parent)  # the run continues where its checkpoints are
         if Path(folder).resolve() != Path(cfg.ckpt_save_dir).resolve():

@@ -5,7 +5,9 @@ log of what the file held that was not used."""
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -47,3 +49,17 @@ def log_dropped(source: str, dropped: dict[str, str]) -> None:
     for why, tags in by_reason.items():
         shown = ", ".join(tags[:4]) + (" ..." if len(tags) > 4 else "")
         log.info("%s: %d tensors not used, %s: %s", source, len(tags), why, shown)
+
+
+def save_safetensors(state: dict[str, Tensor], out: str | Path, metadata: dict[str, str]) -> None:
+    """Write ``state`` to ``out`` whole or not at all, with the mode any other file gets (safetensors
+    itself creates files readable by their owner only, 0600)."""
+    from safetensors.torch import save_file
+
+    from ..atomic import atomic_path
+
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_path(out) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o666 & ~umask)

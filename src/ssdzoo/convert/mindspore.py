@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor, nn
 
-from ..atomic import atomic_path
-from .conversion import Conversion, complete, log_dropped
+from .conversion import Conversion, complete, log_dropped, save_safetensors
 from .mindspore_ckpt import MindSporeCheckpoint, read_mindspore_checkpoint
 from .mindspore_names import (SSD_BACKBONE_PREFIX, SSD_RULES, Mapping, apply_rules, backbone_family,
                               map_backbone)
@@ -161,8 +160,6 @@ def convert_checkpoint(path: str | Path, cfg: "Config", out: str | Path,
     ``build()`` makes from ``cfg`` (for ``build_model(cfg, weights=out)``), a backbone as timm's
     (for ``backbone_ckpt_path``; no model is built). The file appears whole or not at all.
     Returns the conversion and its kind, "ssd" or "backbone"."""
-    from safetensors.torch import save_file
-
     path, out = Path(path), Path(out)
     ckpt = read_mindspore_checkpoint(path)
     if is_ssd_checkpoint(ckpt):
@@ -173,9 +170,7 @@ def convert_checkpoint(path: str | Path, cfg: "Config", out: str | Path,
                     for k in conversion.state if k.endswith(".running_mean")}  # timm's BN has them
         conversion = conversion._replace(state={**conversion.state, **counters})
     log_dropped(str(path), conversion.dropped)
-    with atomic_path(out) as tmp:
-        save_file({k: v.contiguous() for k, v in conversion.state.items()}, str(tmp),
-                  metadata={"source": path.name, "kind": kind, "backbone": cfg.backbone})
+    save_safetensors(conversion.state, out, {"source": path.name, "kind": kind, "backbone": cfg.backbone})
     return conversion, kind
 
 

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ..anchors import default_boxes
 from ..config import COCO_CLASSES, config_from_dict, parse_overrides
-from .conversion import Conversion, complete, log_dropped
+from .conversion import Conversion, complete, log_dropped, save_safetensors
 from .tensorflow_files import TFFileError, bundle_prefix, read_tf_checkpoint, read_tf_graph
 from .tensorflow_names import (FAMILIES, apply_rules, family_rules, identify_family, normalize_name,
                                use_moving_averages, weight_names, zero_bias_targets)
@@ -316,19 +316,14 @@ def convert_tensorflow(path: str | Path, cfg: "Config", out: str | Path, model: 
     ``tensorflow_config`` gave), and ``cfg`` beside it as ``OUT.yaml``: the recipe to load the
     weights with (``ssdzoo predict OUT.yaml --checkpoint OUT.safetensors``). Both files
     appear whole or not at all."""
-    from safetensors.torch import save_file
-
-    from ..atomic import atomic_path
     from ..config import save_config
 
     path, out = Path(path), Path(out)
     source = source or read_tensorflow(path)
     conversion = tensorflow_to_ssdzoo(path, model, cfg, source=source)
     log_dropped(str(path), conversion.dropped)
-    with atomic_path(out) as tmp:
-        save_file({k: v.contiguous() for k, v in conversion.state.items()}, str(tmp),
-                  metadata={"source": path.name, "kind": "ssd", "family": source.family,
-                            "backbone": cfg.backbone})
+    save_safetensors(conversion.state, out, {"source": path.name, "kind": "ssd", "family": source.family,
+                                             "backbone": cfg.backbone})
     save_config(cfg, out.with_suffix(".yaml"),
                 header=f"ssdzoo recipe for {out.name}, converted from {path.name} ({source.family}, "
                        f"TensorFlow {source.kind}).\nLayers and numerics are TensorFlow's; the class "

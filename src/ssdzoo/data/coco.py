@@ -67,27 +67,35 @@ def read_coco_json(path: str | Path, images_dir: str | Path | None = None) -> So
     label_of = {c["id"]: label for label, c in enumerate(categories, start=1)}
 
     dropped: Counter = Counter()
+    dropped_at: list[dict] = []
+
+    def drop(reason: str, why: str, position: int, ann: Any) -> None:
+        dropped[reason] += 1
+        ann_id = ann.get("id") if type(ann) is dict else None
+        at = f"annotation id {ann_id}" if _is_int(ann_id) else f"annotation {position} (counted from 1)"
+        dropped_at.append({"file": str(path), "at": at, "reason": why})
+
     annotated = np.zeros(len(image_ids), dtype=bool)
     rows, ids, labels, bboxes, areas, crowds = [], [], [], [], [], []
     numbers = (int, float)  # exact types: a JSON true/false is not a number here
-    for ann in raw["annotations"]:  # plain type checks: this loop runs once per annotation
+    for position, ann in enumerate(raw["annotations"], 1):  # plain type checks: once per annotation
         if type(ann) is not dict:
-            dropped["invalid_box"] += 1
+            drop("invalid_box", "not a JSON object", position, ann)
             continue
         image_id, category_id = ann.get("image_id"), ann.get("category_id")
         row = row_of.get(image_id) if type(image_id) is int else None
         if row is None:
-            dropped["unknown_image"] += 1
+            drop("unknown_image", f"image_id {image_id!r} is not in images", position, ann)
             continue
         annotated[row] = True
         label = label_of.get(category_id) if type(category_id) is int else None
         if label is None:
-            dropped["unknown_category"] += 1
+            drop("unknown_category", f"category_id {category_id!r} is not in categories", position, ann)
             continue
         bbox = ann.get("bbox")
         if not (type(bbox) is list and len(bbox) == 4 and type(bbox[0]) in numbers
                 and type(bbox[1]) in numbers and type(bbox[2]) in numbers and type(bbox[3]) in numbers):
-            dropped["invalid_box"] += 1
+            drop("invalid_box", f"bbox is not four numbers: {str(bbox)[:60]}", position, ann)
             continue
         area = ann.get("area")
         rows.append(row)
@@ -103,7 +111,7 @@ def read_coco_json(path: str | Path, images_dir: str | Path | None = None) -> So
         image_paths=[str(resolve_image(images_dir, name)) for name in file_names],
         heights=heights, widths=widths, annotated=annotated, ann_rows=rows,
         ann_ids=_fill_missing_ids(ids), ann_labels=labels, ann_bbox_xywh=bboxes, ann_area=areas,
-        ann_iscrowd=crowds, dropped=dict(dropped), not_classes=not_classes,
+        ann_iscrowd=crowds, dropped=dict(dropped), not_classes=not_classes, dropped_at=dropped_at,
     )
 
 

@@ -60,6 +60,10 @@ class SourceSplit:
     skipped: tuple[dict, ...] = ()  # images unusable before their file is read: {file, reason}
     not_classes: tuple[dict, ...] = ()  # categories of the source that are not classes, with why
     boxes_normalized: bool = False
+    # where each dropped annotation was: {file, at ("line 3", "object 2", "annotation id 7"), reason}
+    dropped_at: tuple[dict, ...] = ()
+    label_files: tuple[str, ...] = ()  # (N,) each image's label file (YOLO .txt, VOC .xml); () for COCO
+    ann_lines: Optional[np.ndarray] = None  # (A,) each annotation's line (YOLO) or object number (VOC)
 
     @property
     def category_ids(self) -> np.ndarray:
@@ -73,7 +77,7 @@ def source_split(
     *, origin: dict, categories: tuple[dict, ...], image_ids, file_names, image_paths, heights, widths,
     annotated, ann_rows, ann_ids, ann_labels, ann_bbox_xywh, ann_area=None, ann_iscrowd=None,
     ann_difficult=None, dropped: Optional[dict] = None, skipped=(), not_classes=(),
-    boxes_normalized: bool = False,
+    boxes_normalized: bool = False, dropped_at=(), label_files=(), ann_lines=None,
 ) -> SourceSplit:
     """A ``SourceSplit`` from per-annotation lists in any order (``ann_rows``: each
     annotation's image row); groups them by image, keeping their order within an image."""
@@ -99,8 +103,18 @@ def source_split(
         ann_ids=column(ann_ids)[order], ann_labels=column(ann_labels)[order], ann_bbox_xywh=bbox[order],
         ann_area=area[order], ann_iscrowd=column(ann_iscrowd)[order],
         ann_difficult=column(ann_difficult)[order], dropped=dict(dropped or {}), skipped=tuple(skipped),
-        not_classes=tuple(not_classes), boxes_normalized=boxes_normalized,
+        not_classes=tuple(not_classes), boxes_normalized=boxes_normalized, dropped_at=tuple(dropped_at),
+        label_files=tuple(map(str, label_files)),
+        ann_lines=None if ann_lines is None else column(ann_lines)[order],
     )
+
+
+def annotation_place(source: SourceSplit, ann: int, row: int) -> dict:
+    """Where annotation ``ann`` (of image ``row``) is in the source: {file, at}."""
+    if source.label_files:
+        kind = "line" if source.origin.get("format") == "yolo" else "object"
+        return {"file": source.label_files[row], "at": f"{kind} {int(source.ann_lines[ann])}"}
+    return {"file": str(source.origin.get("annotations", "")), "at": f"annotation id {int(source.ann_ids[ann])}"}
 
 
 def ids_from_names(names: list[str]) -> np.ndarray:
@@ -237,6 +251,7 @@ class IndexBuilder:
         self._labels: list[np.ndarray] = []
         self.dropped_boxes: Counter = Counter()
         self.dropped_images: Counter = Counter()
+        self.dropped_at: list[dict] = []  # where each box dropped here was (annotation_place)
 
     def add_many(self, rows: np.ndarray, *, heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
         """Images ``rows`` of the source, whose files are ``heights`` x ``widths``: clean their
@@ -255,6 +270,11 @@ class IndexBuilder:
         self.dropped_boxes["too_small"] += int((status == BOX_TOO_SMALL).sum())
         keep = status == BOX_KEPT
         owner = np.repeat(np.arange(len(rows)), counts)
+        for k in np.flatnonzero(~keep).tolist():
+            why = ("not four finite numbers" if status[k] == BOX_NOT_FINITE else
+                   f"under {MIN_BOX_SIDE:g} px wide or high after clipping to the image")
+            self.dropped_at.append({**annotation_place(source, int(ann_rows[k]), int(rows[owner[k]])),
+                                    "image": source.file_names[int(rows[owner[k]])], "reason": why})
         kept_counts = np.bincount(owner[keep], minlength=len(rows))
         background = (counts == 0) & ~source.annotated[rows] & self.keep_background
         kept_images = (kept_counts > 0) | background
@@ -325,7 +345,8 @@ def summary_counts(source: SourceSplit, early_drops: dict, builder: IndexBuilder
     return {"images_in_source": len(source.image_ids) + len(source.skipped),
             "annotations_in_source": int(len(source.ann_ids) + sum(source.dropped.values())),
             "dropped_images": dropped_images,
-            "dropped_boxes": {k: int(v) for k, v in sorted(dropped_boxes.items())}}
+            "dropped_boxes": {k: int(v) for k, v in sorted(dropped_boxes.items())},
+            "dropped_box_list": [*source.dropped_at, *builder.dropped_at]}
 
 
 def class_counts(index: DetectionIndex) -> list[dict]:

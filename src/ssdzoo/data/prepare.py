@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import atomic_folder, write_json
+from ..words import counted
 from ..workers import process_pool
 from .coco import annotation_path, is_training_split, read_coco_json
 from .images import ImageFile, ImageFileError, read_image_file
@@ -51,6 +52,9 @@ def prepare_coco(
     outside training splits so are images with a crowd annotation.
     """
     src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise FileNotFoundError(f"COCO folder not found: {src}" if not src.exists() else
+                                f"{src} is a file, not a COCO root folder (one COCO-format json: --annotations)")
     if splits is None:
         splits = [s for s in SPLITS if annotation_path(src, s).is_file()]
         if not splits:
@@ -209,7 +213,8 @@ def pack_split(
 def format_summary(summary: dict, out_dir: str | Path) -> str:
     """What the terminal shows for one packed split: totals, then images and boxes per class."""
     background = f" ({summary['background_images']} background)" if summary.get("background_images") else ""
-    lines = [f"{summary['split']}: {summary['images']} images{background}, {summary['boxes']} boxes, "
+    lines = [f"{summary['split']}: {counted(summary['images'], 'image')}{background}, "
+             f"{counted(summary['boxes'], 'box', 'boxes')}, "
              f"{len(summary['skipped'])} skipped, {summary['shards']} shards, "
              f"{summary['images_per_second']} img/s -> {out_dir}"]
     classes = summary.get("classes", [])
@@ -230,6 +235,11 @@ def format_summary(summary: dict, out_dir: str | Path) -> str:
     dropped_images = {k: v for k, v in summary.get("dropped_images", {}).items() if v}
     if dropped_images:
         lines.append("  images dropped: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in dropped_images.items()))
+    places = summary.get("dropped_box_list", [])
+    for item in places[:5]:
+        lines.append(f"  dropped box: {item['file']}, {item['at']}: {item['reason']}")
+    if len(places) > 5:
+        lines.append(f"  ... {len(places) - 5} more dropped boxes (listed in summary.json, dropped_box_list)")
     if summary.get("exif_oriented"):
         lines.append(f"  {len(summary['exif_oriented'])} images turned upright by their EXIF orientation")
     for item in summary["skipped"][:5]:

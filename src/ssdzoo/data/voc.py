@@ -139,8 +139,9 @@ def _split(root: Path, split: str, entries: list[tuple[Path, str]], records: dic
            image_id_of: dict) -> SourceSplit:
     label_of = {name: k for k, name in enumerate(class_names, start=1)}
     images, skipped = [], []
-    ann = {"rows": [], "labels": [], "bbox": [], "difficult": []}
+    ann = {"rows": [], "labels": [], "bbox": [], "difficult": [], "objects": []}
     dropped = {"unknown_category": 0, "invalid_box": 0}
+    dropped_at, label_files = [], []
     seen = set()
     for year, name in entries:
         if (year, name) in seen:  # listed twice: once is enough
@@ -154,13 +155,20 @@ def _split(root: Path, split: str, entries: list[tuple[Path, str]], records: dic
             continue
         row = len(images)
         images.append((image_id_of[(year, name)], file_name, path, record.height, record.width, bool(record.objects)))
-        for obj in record.objects:
+        xml = year / "Annotations" / f"{name}.xml"
+        label_files.append(xml)
+        for number, obj in enumerate(record.objects, 1):
             label = label_of.get(obj.name)
             if label is None:
                 dropped["unknown_category"] += 1
+                dropped_at.append({"file": str(xml), "at": f"object {number}",
+                                   "reason": f"class {obj.name!r} is not one of the classes"})
             elif obj.bbox_xywh is None:
                 dropped["invalid_box"] += 1
+                dropped_at.append({"file": str(xml), "at": f"object {number}",
+                                   "reason": "bndbox is not four numbers"})
             else:
+                ann["objects"].append(number)
                 ann["rows"].append(row)
                 ann["labels"].append(label)
                 ann["bbox"].append(obj.bbox_xywh)
@@ -172,7 +180,8 @@ def _split(root: Path, split: str, entries: list[tuple[Path, str]], records: dic
         image_ids=ids, file_names=file_names, image_paths=paths, heights=heights, widths=widths,
         annotated=annotated, ann_rows=ann["rows"], ann_ids=range(1, len(ann["rows"]) + 1),
         ann_labels=ann["labels"], ann_bbox_xywh=ann["bbox"], ann_difficult=ann["difficult"],
-        dropped=dropped, skipped=skipped,
+        dropped=dropped, skipped=skipped, dropped_at=dropped_at, label_files=label_files,
+        ann_lines=ann["objects"],
     )
 
 

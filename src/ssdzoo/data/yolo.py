@@ -77,6 +77,9 @@ def read_yolo(data_yaml: str | Path, *, splits: Optional[Sequence[str]] = None) 
         if not data.get(split):
             raise ValueError(f"{data_yaml}: no split {split!r} (keys: {', '.join(map(str, data))})")
         images = split_images(data[split], root, data_yaml)
+        if not images:
+            raise ValueError(f"{data_yaml}: split {split!r} has no images: nothing with an image suffix in "
+                             f"{', '.join(_entry_paths(data[split], root))}")
         result[split] = _split(data_yaml, root, split, images, categories)
     return result
 
@@ -100,6 +103,12 @@ def split_images(entry, root: Path, data_yaml: Path) -> list[Path]:
     return files
 
 
+def _entry_paths(entry, root: Path) -> list[str]:
+    """The folders or lists a split entry names, as paths."""
+    return [str(Path(str(item)) if Path(str(item)).is_absolute() else root / str(item))
+            for item in (entry if isinstance(entry, list) else [entry])]
+
+
 def label_path(image: Path) -> Path:
     """ultralytics' rule: the last "images" folder of the path becomes "labels", suffix .txt."""
     parts = list(image.parts)
@@ -113,26 +122,32 @@ def label_path(image: Path) -> Path:
 def _split(data_yaml: Path, root: Path, split: str, images: list[Path], categories: tuple[dict, ...]) -> SourceSplit:
     label_of = {c["id"]: k for k, c in enumerate(categories, start=1)}
     file_names = [p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p) for p in images]
-    annotated, skipped, kept = [], [], []
-    ann = {"rows": [], "labels": [], "bbox": []}
+    annotated, skipped, kept, dropped_at = [], [], [], []
+    ann = {"rows": [], "labels": [], "bbox": [], "lines": []}
     dropped = {"unknown_category": 0, "invalid_box": 0}
     for image, file_name in zip(images, file_names):
-        lines, error = _label_lines(label_path(image))
+        labels = label_path(image)
+        lines, error = _label_lines(labels)
         if error:
             skipped.append({"file": file_name, "reason": error})
             continue
         row = len(kept)
         kept.append((image, file_name))
         annotated.append(bool(lines))
-        for line in lines:
+        for number, line in lines:
             parsed = _parse_line(line)
             if parsed is None:
                 dropped["invalid_box"] += 1
+                dropped_at.append({"file": str(labels), "at": f"line {number}",
+                                   "reason": f"not 'class cx cy w h' or a polygon: {line.strip()[:60]!r}"})
                 continue
             class_id, bbox = parsed
             if class_id not in label_of:
                 dropped["unknown_category"] += 1
+                dropped_at.append({"file": str(labels), "at": f"line {number}",
+                                   "reason": f"class {class_id} is not in {data_yaml.name}'s names"})
                 continue
+            ann["lines"].append(number)
             ann["rows"].append(row)
             ann["labels"].append(label_of[class_id])
             ann["bbox"].append(bbox)
@@ -143,19 +158,21 @@ def _split(data_yaml: Path, root: Path, split: str, images: list[Path], categori
         file_names=[n for _, n in kept], image_paths=paths, heights=[-1] * len(kept), widths=[-1] * len(kept),
         annotated=annotated, ann_rows=ann["rows"], ann_ids=range(1, len(ann["rows"]) + 1),
         ann_labels=ann["labels"], ann_bbox_xywh=ann["bbox"], dropped=dropped, skipped=skipped,
-        boxes_normalized=True,
+        boxes_normalized=True, dropped_at=dropped_at, label_files=[label_path(p) for p in paths],
+        ann_lines=ann["lines"],
     )
 
 
-def _label_lines(path: Path) -> tuple[list[str], Optional[str]]:
-    """The non-blank lines of a label file (none if it is missing), or why it can't be read."""
+def _label_lines(path: Path) -> tuple[list[tuple[int, str]], Optional[str]]:
+    """The non-blank lines of a label file with their numbers (none if it is missing), or why it
+    can't be read."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return [], None
     except (UnicodeDecodeError, OSError) as err:
         return [], f"label file {path.name} not readable ({type(err).__name__})"
-    return [line for line in text.splitlines() if line.strip()], None
+    return [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()], None
 
 
 def _parse_line(line: str) -> Optional[tuple[int, tuple[float, float, float, float]]]:

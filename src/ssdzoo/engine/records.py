@@ -97,14 +97,30 @@ class TrainingRecords:
 
 
 def plot_curves(rows: list[dict], path: Path) -> None:
-    """Loss and learning rate per epoch, and validation AP / AP50 where measured."""
+    """``curves_figure`` as a PNG at ``path``."""
+    fig = curves_figure(rows)  # selects the Agg backend before pyplot is imported here
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def curves_figure(rows: list[dict]):
+    """Loss and learning rate per epoch, and validation AP / AP50 where measured (no validation
+    panel when nothing was evaluated); epoch axes with whole-number ticks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [int(r["epoch"]) for r in rows]
-    fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(10, 4))
+    evaluated = [r for r in rows if r.get("AP")]
+    if evaluated:  # a validation panel only when something was evaluated (eval_while_train)
+        fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(10, 4), sharex=True)  # the same epochs
+    else:
+        fig, ax_loss = plt.subplots(1, 1, figsize=(5.5, 4))
     ax_loss.plot(epochs, [float(r["loss"]) for r in rows], marker="o", label="train loss")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss")
@@ -112,14 +128,19 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     ax_lr.plot(epochs, [float(r["lr"]) for r in rows], color="gray", linestyle="--", label="lr")
     ax_lr.set_ylabel("learning rate")
     ax_loss.set_title("training")
-    evaluated = [r for r in rows if r.get("AP")]
-    for key in ("AP", "AP50"):
-        ax_ap.plot([int(r["epoch"]) for r in evaluated], [float(r[key]) for r in evaluated], marker="o", label=key)
-    ax_ap.set_xlabel("epoch")
-    ax_ap.set_ylim(0, 1)
-    ax_ap.set_title("validation (COCO)")
-    ax_ap.legend()
+    # epochs are whole numbers: each one as a tick while they are few, else whole-number ticks
+    # (with one or two points the integer locator alone falls back to ticks such as 0.96, 1.04)
+    if len(set(epochs)) <= 12:
+        ax_loss.set_xticks(sorted(set(epochs)))
+    else:
+        ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if evaluated:
+        for key in ("AP", "AP50"):
+            ax_ap.plot([int(r["epoch"]) for r in evaluated], [float(r[key]) for r in evaluated], marker="o",
+                       label=key)
+        ax_ap.set_xlabel("epoch")
+        ax_ap.set_ylim(0, 1)
+        ax_ap.set_title("validation (COCO)")
+        ax_ap.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    return fig
