@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 import ssdzoo
@@ -52,3 +53,59 @@ def test_no_candidates():
     detections = ssdzoo.postprocess(torch.rand(2, 5, 4), torch.zeros(2, 5, 3), _cfg(), torch.tensor([[9, 9], [9, 9]]))
     assert [len(d.scores) for d in detections] == [0, 0]
     assert detections[0].boxes.shape == (0, 4)
+
+
+def test_pre_nms_top_k_keeps_each_class_best_candidates():
+    # three disjoint boxes; class a scores 0.9, 0.8, 0.7, class b 0.6, 0.5, 0.4
+    boxes_xyxy = torch.tensor([[[0.0, 0.0, 0.1, 0.1], [0.2, 0.2, 0.3, 0.3], [0.4, 0.4, 0.5, 0.5]]])
+    probs = torch.tensor([[[0.0, 0.9, 0.6], [0.0, 0.8, 0.5], [0.0, 0.7, 0.4]]])
+    hw = torch.tensor([[100, 100]])
+    (dets,) = ssdzoo.postprocess(boxes_xyxy, probs, _cfg(pre_nms_top_k=2), hw)
+    assert dets.labels.tolist() == [1, 1, 2, 2]
+    torch.testing.assert_close(dets.scores, torch.tensor([0.9, 0.8, 0.6, 0.5]))
+
+
+def test_pre_nms_top_k_comes_before_nms():
+    # the best box suppresses the second; with top-2 the third never becomes a candidate
+    boxes_xyxy = torch.tensor([[[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]]])
+    probs = torch.tensor([[[0.0, 0.9, 0.0], [0.0, 0.8, 0.0], [0.0, 0.7, 0.0]]])
+    (dets,) = ssdzoo.postprocess(boxes_xyxy, probs, _cfg(pre_nms_top_k=2), torch.tensor([[100, 100]]))
+    assert dets.scores.tolist() == pytest.approx([0.9])
+
+
+def test_max_detections_keeps_each_image_best_after_nms():
+    corners = torch.linspace(0, 0.9, 10)
+    boxes_xyxy = torch.stack([corners, corners, corners + 0.05, corners + 0.05], -1)[None].repeat(2, 1, 1)
+    probs = torch.zeros(2, 10, 3)
+    probs[..., 1] = torch.linspace(0.9, 0.5, 10)
+    probs[..., 2] = torch.linspace(0.85, 0.45, 10)
+    detections = ssdzoo.postprocess(boxes_xyxy, probs, _cfg(max_detections=3), torch.tensor([[100, 100], [50, 50]]))
+    for dets in detections:  # 0.9, 0.86 (a), 0.85 (b); still ordered by label, then score
+        assert dets.labels.tolist() == [1, 1, 2]
+        torch.testing.assert_close(dets.scores, torch.tensor([0.9, probs[0, 1, 1].item(), 0.85]))
+
+
+def test_clip_boxes_clips_to_the_image_before_nms():
+    # unclipped, the two boxes overlap by 0.4 / 0.8 = 0.5; clipped to x >= 0, by 0.4 / 0.6
+    boxes_xyxy = torch.tensor([[[-0.2, 0.0, 0.4, 1.0], [0.0, 0.0, 0.6, 1.0]]])
+    probs = torch.tensor([[[0.0, 0.9, 0.0], [0.0, 0.8, 0.0]]])
+    hw = torch.tensor([[100, 100]])
+    cfg = _cfg(nms_plus_one=False, nms_threshold=0.6)
+    assert len(ssdzoo.postprocess(boxes_xyxy, probs, cfg, hw)[0].scores) == 2
+    (dets,) = ssdzoo.postprocess(boxes_xyxy, probs, cfg.replace(clip_boxes=True), hw)
+    assert len(dets.scores) == 1
+    torch.testing.assert_close(dets.boxes, torch.tensor([[0.0, 0.0, 40.0, 100.0]]))
+
+
+def test_class_scores_follow_score_activation():
+    from ssdzoo.postprocess import class_scores
+
+    logits = torch.tensor([[0.0, 1.0, -1.0]])
+    torch.testing.assert_close(class_scores(logits, _cfg()), logits.sigmoid())
+    torch.testing.assert_close(class_scores(logits, _cfg(score_activation="softmax")), logits.softmax(-1))
+
+
+@pytest.mark.parametrize("override", ["score_activation=tanh", "pre_nms_top_k=0", "max_detections=-1"])
+def test_postprocess_keys_are_checked(override):
+    with pytest.raises(ssdzoo.config.ConfigError, match=override.split("=")[0]):
+        ssdzoo.load_config("ssd_mobilenetv2", [override])

@@ -204,6 +204,18 @@ class Config:
     # ssdzoo: NMS measures pixel boxes as x2 - x1 + 1 wide (the seed's Pascal VOC convention);
     # false: x2 - x1 (TensorFlow, torchvision)
     nms_plus_one: bool = True
+    # ssdzoo: class scores from the logits: sigmoid (each class alone: the seed's) | softmax (over
+    # all classes, background in column 0: the SSD paper's and torchvision's)
+    score_activation: str = "sigmoid"
+    # ssdzoo: per image and class, only the best this many candidates over min_score go to NMS
+    # (torchvision's topk_candidates); null: all of them (the seed)
+    pre_nms_top_k: Optional[int] = None
+    # ssdzoo: per image, the best this many detections of all classes after NMS, by score
+    # (torchvision's detections_per_img); null: no cap beyond max_boxes per class (the seed)
+    max_detections: Optional[int] = None
+    # ssdzoo: clip decoded boxes to the image before NMS (torchvision clips; the seed's decode
+    # clips to the unit square already, so this changes nothing there); false: as decoded
+    clip_boxes: bool = False
 
     # --- training (seed keys) --------------------------------------------------------------
     epoch_size: int = 500
@@ -294,6 +306,7 @@ CHOICES = {
     "fpn_upsample": ("mindspore", "bilinear", "nearest"),
     "amp_level": ("O0", "O1", "O2", "O3"),
     "optimizer": ("momentum", "adamw"),
+    "score_activation": ("sigmoid", "softmax"),
 }
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _HINTS = typing.get_type_hints(Config)
@@ -412,6 +425,9 @@ def _validated(cfg: Config, source: str = "config") -> Config:
     for key in ("num_parallel_workers", "keep_checkpoint_max", "save_checkpoint_steps", "save_checkpoint_minutes"):
         if getattr(cfg, key) < 0:
             fail(f"{key} must be 0 or more, got {getattr(cfg, key)}")
+    for key in ("pre_nms_top_k", "max_detections"):
+        if getattr(cfg, key) is not None and getattr(cfg, key) <= 0:
+            fail(f"{key} must be positive or null, got {getattr(cfg, key)}")
     if not 0.0 <= cfg.max_unreadable_share <= 1.0:
         fail(f"max_unreadable_share must be in [0, 1], got {cfg.max_unreadable_share}")
     if cfg.explicit_aspect_ratios is not None and any(r <= 0 for r in cfg.explicit_aspect_ratios):

@@ -3,8 +3,9 @@
 Two graph layouts, both with a dynamic batch dimension and the config's fixed input size:
 
 - plain: ``images`` (N, 3, H, W) float32, normalized as ``ssdzoo.inference.preprocess`` does
-  -> ``boxes`` (N, A, 4) xyxy normalized to [0, 1], ``probs`` (N, A, C) sigmoid scores
-  (column 0 = background). The seed's NMS is then run by the caller (``ssdzoo.postprocess``).
+  -> ``boxes`` (N, A, 4) xyxy normalized to [0, 1], ``probs`` (N, A, C) class scores
+  (sigmoid, or softmax with ``score_activation: softmax``; column 0 = background). The
+  seed's NMS is then run by the caller (``ssdzoo.postprocess``).
 - with NMS: ``images`` and ``image_hw`` (N, 2) float32, each original image's (height, width)
   -> a flat list of D detections over the whole batch: ``batch_index`` (D,) int64,
   ``boxes`` (D, 4) float32 xyxy in pixels of the original image, ``scores`` (D,) float32,
@@ -44,8 +45,7 @@ from torchvision.ops import batched_nms
 from .anchors import default_boxes
 from .atomic import atomic_path
 from .inference import Predictor, preprocess
-from .postprocess import Detections
-from .targets import decode_offsets
+from .postprocess import Detections, decode_outputs
 
 if TYPE_CHECKING:
     from .config import Config
@@ -104,11 +104,11 @@ class DecodedDetector(nn.Module):
         super().__init__()
         self.model = model
         self.register_buffer("anchors_cxcywh", default_boxes(cfg).float(), persistent=False)
-        self.prior_scaling = cfg.prior_scaling
+        self.cfg = cfg
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         loc, logits = self.model(images)
-        return decode_offsets(loc, self.anchors_cxcywh, prior_scaling=self.prior_scaling), logits.sigmoid()
+        return decode_outputs(loc, logits, self.anchors_cxcywh, self.cfg)
 
 
 class DetectorWithNMS(nn.Module):
@@ -117,6 +117,10 @@ class DetectorWithNMS(nn.Module):
 
     def __init__(self, model: "Detector", cfg: "Config"):
         super().__init__()
+        for key in ("pre_nms_top_k", "max_detections"):
+            if getattr(cfg, key) is not None:
+                raise ValueError(f"{key} {getattr(cfg, key)}: the NMS graph has no such cap yet; "
+                                 "export without --nms (ssdzoo.postprocess applies it)")
         self.decoded = DecodedDetector(model, cfg)
         self.min_score = cfg.min_score
         self.nms_threshold = cfg.nms_threshold

@@ -2,7 +2,8 @@
 
     preprocess   resize to cfg.image_size and normalize, as the evaluation pipeline does
     network      a ``Detector`` in PyTorch, or an exported ONNX graph run by onnxruntime
-    decode       sigmoid of the logits; offsets -> boxes with ``default_boxes(cfg)``
+    decode       class scores from the logits (sigmoid, or softmax); offsets -> boxes with
+                 ``default_boxes(cfg)``
     postprocess  the seed's per-class NMS, boxes scaled to each original image's pixels
 
 The same ``Predictor`` runs a model in memory, an ssdzoo checkpoint (.pt, .safetensors,
@@ -25,8 +26,7 @@ from torch import Tensor
 from .anchors import default_boxes
 from .data.images import ImageFileError, read_rgb
 from .data.transforms import normalize, resize_image
-from .postprocess import Detections, select_detections
-from .targets import decode
+from .postprocess import Detections, decode_outputs, postprocess
 
 if TYPE_CHECKING:
     from .config import Config
@@ -157,10 +157,7 @@ class Predictor:
         if self.network.has_nms:
             return self.network.detections(batch, image_hw, min_score=self.min_score)
         boxes_xyxy, probs = self.network(batch)
-        detections = select_detections(
-            boxes_xyxy, probs, image_hw.to(boxes_xyxy.device), min_score=self.min_score,
-            nms_threshold=self.cfg.nms_threshold, max_per_class=self.cfg.max_boxes,
-            plus_one=self.cfg.nms_plus_one)
+        detections = postprocess(boxes_xyxy, probs, self.cfg, image_hw.to(boxes_xyxy.device), min_score=self.min_score)
         return [Detections(*(t.cpu() for t in d)) for d in detections]
 
 
@@ -179,7 +176,7 @@ class TorchNetwork:
     def __call__(self, batch: Tensor) -> tuple[Tensor, Tensor]:
         batch = batch.to(self.device, memory_format=self.memory_format, non_blocking=True)
         loc, logits = self.model(batch)
-        return decode(loc, self.anchors_cxcywh, self.cfg), logits.sigmoid()
+        return decode_outputs(loc, logits, self.anchors_cxcywh, self.cfg)
 
 
 class OnnxNetwork:

@@ -1,22 +1,30 @@
-"""Decoded boxes and class probabilities -> final detections, with the seed's rule.
+"""Network outputs -> final detections: decode, class scores, candidates, per-class NMS.
 
-Per image and class: keep scores > min_score, greedy NMS at nms_threshold in the seed's float64
-pixel arithmetic (boxes x2 - x1 + 1 pixels wide; x2 - x1 with ``nms_plus_one: false``, as
-TensorFlow and torchvision measure them), at most max_boxes. All (image, class) groups of a batch go through NMS
-together, as padded (groups, k) tensors, and usually only their k best-scored candidates:
-greedy NMS decides a box from higher-scored boxes alone, so a group whose top k yield
-max_boxes survivors is settled, and the rest are redone with 2k, 4k, ... candidates.
+Per image and class: keep scores > min_score (optionally only the ``pre_nms_top_k`` best),
+greedy NMS at nms_threshold in the seed's float64 pixel arithmetic (boxes x2 - x1 + 1 pixels
+wide; x2 - x1 with ``nms_plus_one: false``, as TensorFlow and torchvision measure them), at most
+max_boxes; then, with ``max_detections``, the best of all classes of an image by score. Scores
+are the seed's sigmoid or, with ``score_activation: softmax``, torchvision's softmax over all
+classes (background in column 0); ``clip_boxes`` clips decoded boxes to the image first.
+With ``score_activation: softmax, pre_nms_top_k: 400, max_detections: 200, clip_boxes: true,
+nms_plus_one: false`` and its thresholds this is torchvision's ``SSD.postprocess_detections``.
+
+All (image, class) groups of a batch go through NMS together, as padded (groups, k) tensors,
+and usually only their k best-scored candidates: greedy NMS decides a box from higher-scored
+boxes alone, so a group whose top k yield max_boxes survivors is settled, and the rest are
+redone with 2k, 4k, ... candidates.
 """
 
 from __future__ import annotations
 
 import bisect
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import torch
 from torch import Tensor
 
-from .boxes import pairwise_iou, pairwise_pixel_iou
+from .boxes import clip_boxes, pairwise_iou, pairwise_pixel_iou
+from .targets import decode
 
 if TYPE_CHECKING:
     from .config import Config
@@ -30,6 +38,10 @@ class Detections(NamedTuple):
     labels: Tensor  # (K,) int64, 1..num_classes-1; ordered by label, then score descending
 
 
+# the config keys, beside min_score, nms_threshold, max_boxes and nms_plus_one, that change
+# what post-processing keeps (an ONNX graph with NMS records them; predict --resume checks them)
+POSTPROCESS_KEYS = ("score_activation", "pre_nms_top_k", "max_detections", "clip_boxes")
+
 # Groups go through NMS as padded (groups, k, k) float64 IoU tables of at most this many
 # elements (2 MiB: they stay in cache and malloc reuses them), and of at least the small size
 # before groups are split by size (fewer, larger calls when the tables are small anyway).
@@ -37,30 +49,77 @@ _NMS_CHUNK_ELEMENTS = 1 << 18
 _NMS_SMALL_ELEMENTS = 1 << 14
 
 
-def postprocess(boxes_xyxy: Tensor, probs: Tensor, cfg: "Config", image_hw: Tensor) -> list[Detections]:
+def class_scores(logits: Tensor, cfg: "Config") -> Tensor:
+    """(..., C) class logits -> (..., C) scores: sigmoid of each (the seed), or the softmax
+    over all C with background in column 0 (``score_activation: softmax``, torchvision's)."""
+    return logits.softmax(dim=-1) if cfg.score_activation == "softmax" else logits.sigmoid()
+
+
+def decode_outputs(loc: Tensor, logits: Tensor, anchors_cxcywh: Tensor, cfg: "Config") -> tuple[Tensor, Tensor]:
+    """The network's (loc (N, A, 4), logits (N, A, C)) -> (boxes_xyxy (N, A, 4) normalized,
+    probs (N, A, C)), float32, the input of ``postprocess``; ``clip_boxes`` clips here."""
+    boxes_xyxy = decode(loc.float(), anchors_cxcywh, cfg)
+    return clip_boxes(boxes_xyxy) if cfg.clip_boxes else boxes_xyxy, class_scores(logits.float(), cfg)
+
+
+def postprocess(boxes_xyxy: Tensor, probs: Tensor, cfg: "Config", image_hw: Tensor, *,
+                min_score: Optional[float] = None) -> list[Detections]:
     """boxes_xyxy (N, A, 4) normalized, probs (N, A, C) with column 0 = background,
-    image_hw (N, 2) original (height, width) -> N Detections in pixels."""
-    return select_detections(boxes_xyxy, probs, image_hw, min_score=cfg.min_score,
-                             nms_threshold=cfg.nms_threshold, max_per_class=cfg.max_boxes,
-                             plus_one=cfg.nms_plus_one)
+    image_hw (N, 2) original (height, width) -> N Detections in pixels. ``min_score``
+    replaces ``cfg.min_score``."""
+    return select_detections(boxes_xyxy, probs, image_hw, **nms_settings(cfg, min_score=min_score))
+
+
+def nms_settings(cfg: "Config", *, min_score: Optional[float] = None) -> dict:
+    """``select_detections``' keyword arguments from a config."""
+    return dict(min_score=cfg.min_score if min_score is None else min_score, nms_threshold=cfg.nms_threshold,
+                max_per_class=cfg.max_boxes, plus_one=cfg.nms_plus_one, pre_nms_top_k=cfg.pre_nms_top_k,
+                max_detections=cfg.max_detections, clip=cfg.clip_boxes)
 
 
 def select_detections(
     boxes_xyxy: Tensor, probs: Tensor, image_hw: Tensor, *, min_score: float,
-    nms_threshold: float, max_per_class: int, plus_one: bool = True,
+    nms_threshold: float, max_per_class: int, plus_one: bool = True, pre_nms_top_k: Optional[int] = None,
+    max_detections: Optional[int] = None, clip: bool = False,
 ) -> list[Detections]:
-    """``postprocess`` with its parameters spelled out (see there for shapes)."""
+    """``postprocess`` with its parameters spelled out (see there for shapes, and the module
+    docstring for what each does)."""
     num_images = len(probs)
     image_hw = torch.as_tensor(image_hw, device=probs.device).reshape(num_images, 2).double()
+    if clip:
+        boxes_xyxy = clip_boxes(boxes_xyxy)
     image_i, anchor_i, class_i, scores = ranked_candidates(probs[..., 1:], min_score=min_score)
+    group = image_i * probs.shape[2] + class_i
+    if pre_nms_top_k is not None:
+        best = rank_in_group(group) < pre_nms_top_k
+        image_i, anchor_i, class_i, scores, group = (t[best] for t in (image_i, anchor_i, class_i, scores, group))
     # the seed scales float32 boxes by integer sizes in float64, and runs NMS in float64
     boxes_px = (boxes_xyxy.double() * image_hw[:, None, [1, 0, 1, 0]])[image_i, anchor_i]  # (P, 4)
-    keep = greedy_nms(boxes_px, image_i * probs.shape[2] + class_i, threshold=nms_threshold,
-                      max_keep=max_per_class, plus_one=plus_one).nonzero()[:, 0]
+    keep = greedy_nms(boxes_px, group, threshold=nms_threshold, max_keep=max_per_class,
+                      plus_one=plus_one).nonzero()[:, 0]
+    if max_detections is not None:
+        keep = best_per_image(keep, image_i[keep], scores[keep], max_detections)
     per_image = torch.bincount(image_i[keep], minlength=num_images).tolist()
     return [Detections(b, s, c) for b, s, c in zip(
         boxes_px[keep].float().split(per_image), scores[keep].split(per_image),
         (class_i[keep] + 1).split(per_image))]
+
+
+def rank_in_group(group: Tensor) -> Tensor:
+    """(P,) nondecreasing group ids -> (P,) each element's position within its group."""
+    return torch.arange(len(group), device=group.device) - torch.searchsorted(group, group)
+
+
+def best_per_image(index: Tensor, image_i: Tensor, scores: Tensor, limit: int) -> Tensor:
+    """The ``limit`` best-scored of each image's detections.
+
+    index, image_i, scores: (D,), ``index`` ascending. Returns the kept entries of ``index``,
+    ascending. Equal scores at the limit keep the earlier index.
+    """
+    descending = (1 << 31) - 1 - scores.view(torch.int32).long()  # positive floats order like their bits
+    order = torch.sort(image_i << 31 | descending, stable=True).indices
+    ranked_image = image_i[order]
+    return index[order[rank_in_group(ranked_image) < limit]].sort().values
 
 
 def ranked_candidates(class_probs: Tensor, *, min_score: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -39,7 +39,7 @@ from .atomic import atomic_path, write_json
 from .data.dataset import available_cores
 from .engine.evaluate import coco_results
 from .inference import ImageReadError, Predictor, load_image, preprocess
-from .postprocess import Detections
+from .postprocess import POSTPROCESS_KEYS, Detections
 from .predict_stream import JSONL_NAME, RUN_NAME, ResultStream, read_lines
 from .visualize import DEFAULT_DRAW_SCORE, draw_detections
 from .workers import process_pool
@@ -259,7 +259,8 @@ def run_predict(predictor: Predictor, inputs: Sequence[str | Path], out_dir: str
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = predictor.cfg
     run_settings = {"min_score": predictor.min_score, "nms_threshold": cfg.nms_threshold,
-                    "max_boxes": cfg.max_boxes, "nms_plus_one": cfg.nms_plus_one, "image_size": list(cfg.image_size),
+                    "max_boxes": cfg.max_boxes, "nms_plus_one": cfg.nms_plus_one,
+                    **{key: getattr(cfg, key) for key in POSTPROCESS_KEYS}, "image_size": list(cfg.image_size),
                     "image_resize": cfg.image_resize, "mean": _listed(cfg.mean), "std": _listed(cfg.std),
                     "anchor_centres": cfg.anchor_centres, "classes": list(cfg.classes),
                     "category_ids": list(category_ids) if category_ids is not None else None,

@@ -31,7 +31,7 @@ from ..config import Config
 from ..export import export_onnx, synthetic_images
 from ..inference import Predictor, preprocess
 from ..model import Detector, build_model
-from ..postprocess import select_detections
+from ..postprocess import postprocess
 from .timing import interleaved, synchronizer
 
 log = logging.getLogger(__name__)
@@ -204,8 +204,7 @@ def _torch_parts(predictor: Predictor, image: np.ndarray, name: str) -> dict[str
 
     def nms():
         with torch.inference_mode():
-            return select_detections(boxes_xyxy, probs, image_hw.to(boxes_xyxy.device), min_score=predictor.min_score,
-                                     nms_threshold=cfg.nms_threshold, max_per_class=cfg.max_boxes)
+            return postprocess(boxes_xyxy, probs, cfg, image_hw.to(boxes_xyxy.device), min_score=predictor.min_score)
 
     return {f"{name} PyTorch: preprocess": lambda: preprocess([image], cfg),
             f"{name} PyTorch: network + decode": network,

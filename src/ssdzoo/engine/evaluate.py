@@ -15,8 +15,7 @@ from tqdm import tqdm
 from ..anchors import default_boxes
 from ..atomic import write_json
 from ..boxes import xyxy_to_xywh
-from ..postprocess import Detections, postprocess
-from ..targets import decode
+from ..postprocess import Detections, decode_outputs, postprocess
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -158,9 +157,9 @@ def detect(model: torch.nn.Module, loader, cfg: "Config", device: torch.device,
     detections, image_ids = [], []
     for batch in tqdm(loader, desc="eval", leave=False, disable=not progress):
         loc, logits = model(batch.images.to(device, non_blocking=True))
-        boxes_xyxy = decode(loc.float(), anchors_cxcywh, cfg)
+        boxes_xyxy, probs = decode_outputs(loc, logits, anchors_cxcywh, cfg)
         detections += [Detections(*(t.cpu() for t in d)) for d in
-                       postprocess(boxes_xyxy, logits.float().sigmoid(), cfg, batch.image_hw.to(device))]
+                       postprocess(boxes_xyxy, probs, cfg, batch.image_hw.to(device))]
         image_ids += batch.image_ids.tolist()
     model.train(was_training)
     return detections, image_ids
