@@ -240,3 +240,25 @@ def test_int8_export_of_a_converted_model_runs_in_onnxruntime(tmp_path):
     cfg = ssdzoo.load_config(converted.with_suffix(".yaml"), small)
     detections = Predictor.from_weights(cfg, out).predict([str(p) for p in PHOTOS])
     assert len(detections) == len(PHOTOS) and all(len(d.scores) for d in detections)
+
+
+def test_a_users_own_class_count_converts_with_placeholder_names(tmp_path, capsys):
+    """A torchvision SSDlite trained on 4 classes: the class count comes from the file."""
+    torch.manual_seed(0)
+    tv = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=5).eval()
+    torch.save(tv.state_dict(), tmp_path / "own.pth")
+    out = tmp_path / "own.safetensors"
+    assert main(["convert", str(tmp_path / "own.pth"), "--config", "ssdlite320_mobilenet_v3_large",
+                 "--out", str(out)]) == 0
+    cfg = ssdzoo.load_config(out.with_suffix(".yaml"))
+    assert cfg.classes == ("background", "class_1", "class_2", "class_3", "class_4")
+    model = ssdzoo.build_model(cfg, weights=out).eval()
+    with torch.no_grad():
+        images, _ = tv.transform([read_photo(PHOTOS[2])])
+        expected = tv.head(list(tv.backbone(images.tensors).values()))["cls_logits"]
+        assert torch.allclose(model(images.tensors)[1], expected, atol=1e-5)
+    capsys.readouterr()
+    assert main(["convert", str(tmp_path / "own.pth"), "--config", "ssd_mobilenetv3",
+                 "--out", str(tmp_path / "x.safetensors")]) == 2  # another recipe: one error naming the right one
+    assert "needs the ssdlite320_mobilenet_v3_large recipe" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
