@@ -58,12 +58,6 @@ def weights_config(args: argparse.Namespace, weights):
 
 def _torchvision_source(weights):
     """A torchvision SSD state dict, or None (any other file, or one that is not there)."""
-    from pathlib import Path
+    from ..convert.torchvision import read_torchvision
 
-    from ..convert.torchvision import identify_torchvision
-    from ..weights import read_state_dict, weights_kind
-
-    path = Path(weights)
-    if not path.is_file() or path.suffix not in (".pth", ".pt") or weights_kind(path) != "torch":
-        return None
-    return identify_torchvision(read_state_dict(path), path)
+    return read_torchvision(weights)

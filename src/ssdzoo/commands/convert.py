@@ -70,9 +70,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _torchvision_source(path):
     """A torchvision SSD state dict (.pth/.pt), or None for any other file."""
-    from ..convert.torchvision import identify_torchvision
-    from ..weights import read_state_dict, weights_kind
+    from ..convert.torchvision import read_torchvision
 
-    if weights_kind(path) != "torch":
-        return None
-    return identify_torchvision(read_state_dict(path), path)
+    return read_torchvision(path)

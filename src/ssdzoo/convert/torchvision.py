@@ -47,6 +47,26 @@ def identify_torchvision(state: dict[str, Tensor], path: str | Path = "state dic
     return None if family is None else TorchvisionSource(str(path), family, state)
 
 
+def read_torchvision(path: str | Path) -> Optional[TorchvisionSource]:
+    """A PyTorch file (.pth, .pt) holding a torchvision SSD state dict, read; None for any other
+    file (another state dict, an ssdzoo checkpoint, another format, a missing path). The names
+    are looked at first, memory-mapped, so other checkpoints are not read whole."""
+    import torch
+
+    from ..weights import read_state_dict, weights_kind
+
+    path = Path(path)
+    if not path.is_file() or path.suffix not in (".pth", ".pt") or weights_kind(path) != "torch":
+        return None
+    try:
+        names = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip-format state dict: the weights loader says why, naming the file
+        return None
+    if not isinstance(names, dict) or identify_family(set(names)) is None:
+        return None
+    return identify_torchvision(read_state_dict(path), path)
+
+
 def coco_categories() -> tuple[str, ...]:
     """torchvision's 91 COCO slots (its labels are COCO category ids), column 0 background; the
     ten ids COCO never used are ``N/A_<id>`` (torchvision's "N/A", made unique)."""
@@ -141,4 +161,5 @@ def convert_torchvision(source: TorchvisionSource, cfg: "Config", out: str | Pat
 
 
 __all__ = ["FAMILIES", "TorchvisionSource", "coco_categories", "convert_torchvision", "identify_torchvision",
+           "read_torchvision",
            "torchvision_config", "torchvision_state_by_name", "torchvision_to_ssdzoo"]

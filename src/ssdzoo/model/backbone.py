@@ -22,6 +22,9 @@ class TimmBackbone(nn.Module):
     With ``use_head`` the last map is taken after the model's own head conv (timm's
     ``forward_features`` output), as the seed's MobileNetV2 takes its 1280-channel conv.
     ``pretrained`` asks timm for the published weights (see ``create_timm_model``).
+    ``reduced_tail``: MobileNetV3-Large with torchvision's half-width last stage
+    (``mobilenetv3_tail``); ``expansion_level``: the first level is the expansion that opens
+    the next stage's first block (``expansion_split``), as torchvision's SSDLite takes it.
     """
 
     def __init__(self, name: str, out_indices: tuple[int, ...], *, use_head: bool = False,
