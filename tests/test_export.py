@@ -10,7 +10,7 @@ from tiny import TINY_CONFIG, tiny_config
 
 import ssdzoo
 from ssdzoo.cli import main
-from ssdzoo.export import DecodedDetector, export_onnx, nms_per_class, synthetic_images
+from ssdzoo.export import DecodedDetector, export_onnx, synthetic_images
 from ssdzoo.inference import Predictor, preprocess
 
 ort = pytest.importorskip("onnxruntime")
@@ -119,25 +119,6 @@ def test_onnx_predictor_checks_the_config(plain_onnx, nms_export, cfg):
         Predictor.from_weights(cfg, nms_export[0], min_score=0.05)
 
 
-def test_nms_per_class_in_pytorch_equals_postprocess(cfg):
-    """The custom op (the graph's NMS, run by PyTorch) against ssdzoo.postprocess, cap not binding."""
-    generator = torch.Generator().manual_seed(0)
-    centre = torch.rand(2, 200, 2, generator=generator)
-    size = torch.rand(2, 200, 2, generator=generator) * 0.3
-    boxes_xyxy = torch.cat([centre - size / 2, centre + size / 2], dim=-1).clamp(0, 1)
-    probs = torch.rand(2, 200, 4, generator=generator)
-    image_hw = torch.tensor([[48, 64], [96, 80]])
-    expected = ssdzoo.postprocess(boxes_xyxy, probs, cfg.replace(max_boxes=1000), image_hw)
-
-    boxes_px = boxes_xyxy * image_hw[:, [1, 0, 1, 0]].float()[:, None, :]
-    selected = nms_per_class(boxes_px + torch.tensor([0.0, 0.0, 1.0, 1.0]), probs[:, :, 1:].transpose(1, 2),
-                             1000, cfg.nms_threshold, cfg.min_score)
-    for i, want in enumerate(expected):
-        rows = selected[selected[:, 0] == i]
-        assert (rows[:, 1] + 1).tolist() == want.labels.tolist()
-        torch.testing.assert_close(boxes_px[i, rows[:, 2]], want.boxes)
-
-
 def test_the_graph_carries_its_config_and_predict_needs_no_other(plain_onnx, cfg, images, tmp_path):
     from PIL import Image
 
@@ -149,3 +130,21 @@ def test_the_graph_carries_its_config_and_predict_needs_no_other(plain_onnx, cfg
     out = tmp_path / "p"
     assert main(["predict", "--checkpoint", str(plain_onnx), str(tmp_path / "a.png"), "--out", str(out)]) == 0
     assert (tmp_path / "p" / "a.png").is_file()
+
+
+def test_nms_graph_with_torchvision_postprocessing_equals_the_checkpoint(model, images, tmp_path):
+    """softmax scores, clipped boxes, plain IoU, per-class top-k and the per-image cap, all in the graph."""
+    import copy
+
+    cfg = tiny_config("score_activation=softmax", "clip_boxes=true", "nms_plus_one=false", "min_score=0.05",
+                      "nms_threshold=0.45", "pre_nms_top_k=10", "max_detections=8")
+    path = export_onnx(model, cfg, tmp_path / "tv_nms.onnx", nms=True)
+    reference = Predictor(cfg, copy.deepcopy(model)).predict(images)
+    onnx = Predictor.from_weights(cfg, path).predict(images, batch_size=2)
+    assert [len(d.scores) for d in reference] == [8, 8, 8]  # the cap binds
+    for got, want in zip(onnx, reference):
+        assert got.labels.tolist() == want.labels.tolist()
+        torch.testing.assert_close(got.boxes, want.boxes, atol=1e-4, rtol=0)
+        torch.testing.assert_close(got.scores, want.scores, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="max_detections"):
+        Predictor.from_weights(cfg.replace(max_detections=9), path)

@@ -109,3 +109,28 @@ def test_class_scores_follow_score_activation():
 def test_postprocess_keys_are_checked(override):
     with pytest.raises(ssdzoo.config.ConfigError, match=override.split("=")[0]):
         ssdzoo.load_config("ssd_mobilenetv2", [override])
+
+
+def test_accelerator_chunking_gives_the_seed_detections(monkeypatch):
+    """The golden cases as one batch, with the chunking an accelerator gets (one large padded
+    table a round instead of chunks of similar group size): the seed's detections still."""
+    import importlib
+
+    import numpy as np
+
+    from conftest import load_golden, yx_to_xy
+    from ssdzoo.bench.box_ops import same_detections
+    from ssdzoo.bench.seed_reference import seed_postprocess
+
+    ref = load_golden("postprocess.npz")
+    boxes_xyxy = torch.stack([torch.from_numpy(yx_to_xy(ref[f"case{c}_boxes"])) for c in range(6)])
+    probs = torch.stack([torch.from_numpy(ref[f"case{c}_scores"]) for c in range(6)])
+    image_hw = torch.stack([torch.from_numpy(ref[f"case{c}_hw"]) for c in range(6)])
+    cfg = ssdzoo.load_config("ssd_mobilenetv2")
+    module = importlib.import_module("ssdzoo.postprocess")  # the module, not the function ssdzoo exports
+    monkeypatch.setattr(module, "_chunking", lambda device: (module._NMS_CHUNK_ELEMENTS_ACCELERATOR, False))
+    detections = ssdzoo.postprocess(boxes_xyxy, probs, cfg, image_hw)
+    for c, dets in enumerate(detections):
+        seed = seed_postprocess(ref[f"case{c}_boxes"], ref[f"case{c}_scores"], tuple(ref[f"case{c}_hw"]),
+                                min_score=cfg.min_score, nms_threshold=cfg.nms_threshold, max_boxes=cfg.max_boxes)
+        assert len(seed) > 0 and same_detections(dets, np.asarray(seed))

@@ -10,7 +10,8 @@ from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_l
 from torchvision.models.detection.image_list import ImageList
 
 import ssdzoo
-from ssdzoo.postprocess import class_scores
+from ssdzoo.boxes import xyxy_to_cxcywh
+from ssdzoo.postprocess import class_scores, decode_outputs
 
 ORIGINAL_HW = ((480, 640), (375, 500))  # under 1024 px: float32 pixels hold 1e-4
 
@@ -35,8 +36,11 @@ def torchvision_ssd(request):
     return model, (height, width), anchors_xyxy
 
 
+@pytest.mark.parametrize("decoded_by", ["torchvision", "ssdzoo"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_postprocess_equals_torchvision(torchvision_ssd, seed):
+def test_postprocess_equals_torchvision(torchvision_ssd, seed, decoded_by):
+    """Boxes decoded by torchvision's box coder (post-processing alone), or the whole path from
+    the head's outputs: ``decode_outputs`` with torchvision's default boxes, then ``postprocess``."""
     model, (height, width), anchors_xyxy = torchvision_ssd
     num_images, num_anchors, num_classes = len(ORIGINAL_HW), len(anchors_xyxy[0]), 91
     generator = torch.Generator().manual_seed(seed)
@@ -52,6 +56,10 @@ def test_postprocess_equals_torchvision(torchvision_ssd, seed):
         boxes_xyxy = boxes_xyxy / torch.tensor([width, height, width, height])
     cfg = ssdzoo.load_config("ssd_mobilenetv2").replace(**torchvision_settings(model))
     probs = class_scores(head_outputs["cls_logits"], cfg)
+    if decoded_by == "ssdzoo":
+        anchors_cxcywh = xyxy_to_cxcywh(anchors_xyxy[0] / torch.tensor([width, height, width, height]))
+        boxes_xyxy, probs = decode_outputs(head_outputs["bbox_regression"], head_outputs["cls_logits"],
+                                           anchors_cxcywh, cfg)
     got = ssdzoo.postprocess(boxes_xyxy, probs, cfg, torch.tensor(ORIGINAL_HW))
 
     # the per-class top-k binds (about 1,000 candidates per class) and so does the per-image cap
@@ -61,7 +69,10 @@ def test_postprocess_equals_torchvision(torchvision_ssd, seed):
         mine_rows, theirs_rows = (_sorted_rows(*d) for d in (
             (mine.labels, mine.scores, mine.boxes), (theirs["labels"], theirs["scores"], theirs["boxes"])))
         torch.testing.assert_close(mine_rows[:, :2], theirs_rows[:, :2], rtol=0, atol=0)  # label, score
-        torch.testing.assert_close(mine_rows[:, 2:], theirs_rows[:, 2:], rtol=0, atol=1e-4)  # boxes, pixels
+        # boxes in pixels; the two decodes round in another order (normalized, or in network
+        # pixels), each coordinate within a float32 ulp or two of the other's
+        rtol = 0 if decoded_by == "torchvision" else 3e-7
+        torch.testing.assert_close(mine_rows[:, 2:], theirs_rows[:, 2:], rtol=rtol, atol=1e-4)
 
 
 def _sorted_rows(labels, scores, boxes_xyxy):

@@ -9,19 +9,21 @@ Two graph layouts, both with a dynamic batch dimension and the config's fixed in
 - with NMS: ``images`` and ``image_hw`` (N, 2) float32, each original image's (height, width)
   -> a flat list of D detections over the whole batch: ``batch_index`` (D,) int64,
   ``boxes`` (D, 4) float32 xyxy in pixels of the original image, ``scores`` (D,) float32,
-  ``labels`` (D,) int64 in 1..C-1. Rows come grouped by image, then label, scores descending
-  (onnxruntime's order; the ONNX spec does not promise one). The rule is the seed's, as
-  ``ssdzoo.postprocess`` applies it: per class, scores > min_score, greedy NMS at
-  nms_threshold, at most max_boxes. IoU is measured on pixel boxes extended one pixel right
-  and down, the seed's x2 - x1 + 1 convention (not with ``nms_plus_one: false``); this is why
-  the graph takes ``image_hw``.
+  ``labels`` (D,) int64 in 1..C-1. Rows come grouped by image; within an image by label, scores
+  descending (onnxruntime's order; the ONNX spec does not promise one), or with
+  ``max_detections`` by score descending. The rule is ``ssdzoo.postprocess``'s, all its keys
+  included (``clip_boxes``, ``pre_nms_top_k``, per class ``min_score``, greedy NMS at
+  ``nms_threshold`` in the ``nms_plus_one`` convention, ``max_boxes``, ``max_detections``);
+  the graph takes ``image_hw`` because the seed measures IoU on pixel boxes.
 
-The NMS is ONNX's own NonMaxSuppression operator, whose per-class, per-image semantics are the
-seed's. In PyTorch it is a custom op (``ssdzoo::nms_per_class``) with the same semantics, which
-the exporter translates into that one ONNX node.
+The graph is ``ssdzoo.postprocess.graph_detections``: the NMS is ONNX's own NonMaxSuppression
+operator, whose per-class, per-image semantics are the seed's. In PyTorch it is a custom op
+(``ssdzoo::nms_per_class``, run by ssdzoo's own NMS), which the exporter translates into that
+one ONNX node.
 
 Both layouts carry metadata (``ssdzoo.layout``, ``image_size``, ``mean``, ``std``, ``classes``,
-``num_classes``, ``min_score``, ``nms_threshold``, ``max_boxes``) that ``Predictor`` checks
+``num_classes``, ``min_score``, ``nms_threshold``, ``max_boxes``, ``nms_plus_one`` and
+``postprocess.POSTPROCESS_KEYS``) that ``Predictor`` checks
 against the config it is given, and the whole resolved config (``ssdzoo.config``), which
 ``ssdzoo predict`` uses when no config is given.
 """
@@ -40,12 +42,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from torch import Tensor, nn
-from torchvision.ops import batched_nms
 
 from .anchors import default_boxes
 from .atomic import atomic_path
 from .inference import Predictor, preprocess
-from .postprocess import Detections, decode_outputs
+from .postprocess import (POSTPROCESS_KEYS, Detections, decode_outputs, graph_detections, nms_per_class_onnx,
+                          nms_settings)
 
 if TYPE_CHECKING:
     from .config import Config
@@ -54,47 +56,6 @@ if TYPE_CHECKING:
 PLAIN_OUTPUTS = ("boxes", "probs")
 NMS_OUTPUTS = ("batch_index", "boxes", "scores", "labels")
 MIN_OPSET = 18  # the oldest opset torch.onnx's torch.export-based exporter translates to
-# The seed measures pixel boxes with width x2 - x1 + 1 (see ssdzoo.postprocess): NMS sees the
-# boxes extended by one pixel right and down.
-_PIXEL_EXTENT = (0.0, 0.0, 1.0, 1.0)
-
-
-@torch.library.custom_op("ssdzoo::nms_per_class", mutates_args=())
-def nms_per_class(boxes_xyxy: Tensor, scores: Tensor, max_per_class: int, iou_threshold: float,
-                  score_threshold: float) -> Tensor:
-    """ONNX NonMaxSuppression in PyTorch: boxes (N, A, 4), scores (N, K, A) -> selected
-    (D, 3) int64 rows (image, class, box), grouped by image and class, scores descending.
-
-    Per image and class: scores > score_threshold, greedy NMS suppressing IoU > iou_threshold,
-    at most max_per_class boxes.
-    """
-    num_classes = scores.shape[1]
-    image_i, class_i, box_i = torch.nonzero(scores > score_threshold, as_tuple=True)
-    group = image_i * num_classes + class_i
-    keep = batched_nms(boxes_xyxy[image_i, box_i], scores[image_i, class_i, box_i], group, iou_threshold)
-    keep = keep[torch.sort(group[keep], stable=True).indices]  # (image, class), score descending
-    kept_group = group[keep]
-    rank = torch.arange(len(keep), device=keep.device) - torch.searchsorted(kept_group, kept_group)
-    keep = keep[rank < max_per_class]
-    return torch.stack([image_i[keep], class_i[keep], box_i[keep]], dim=1)
-
-
-@nms_per_class.register_fake
-def _nms_per_class_fake(boxes_xyxy, scores, max_per_class, iou_threshold, score_threshold):
-    count = torch.library.get_ctx().new_dynamic_size()  # data-dependent number of detections
-    return boxes_xyxy.new_empty((count, 3), dtype=torch.int64)
-
-
-def _nms_per_class_onnx(boxes_xyxy, scores, max_per_class: int, iou_threshold: float,
-                        score_threshold: float):
-    """The ONNX node for ``nms_per_class`` (IoU is symmetric in x and y, so the operator's
-    y-first corner layout reads xyxy boxes correctly)."""
-    from onnxscript import opset18 as op
-
-    return op.NonMaxSuppression(
-        boxes_xyxy, scores, op.Constant(value_int=max_per_class),
-        op.Constant(value_float=iou_threshold), op.Constant(value_float=score_threshold),
-        center_point_box=0)
 
 
 class DecodedDetector(nn.Module):
@@ -113,29 +74,16 @@ class DecodedDetector(nn.Module):
 
 class DetectorWithNMS(nn.Module):
     """(images, image_hw (N, 2)) -> flat detections: batch_index (D,), boxes (D, 4) xyxy pixels,
-    scores (D,), labels (D,); the seed's per-class NMS, as ``ssdzoo.postprocess``."""
+    scores (D,), labels (D,); ``ssdzoo.postprocess``'s rule, as its ``graph_detections``."""
 
     def __init__(self, model: "Detector", cfg: "Config"):
         super().__init__()
-        for key in ("pre_nms_top_k", "max_detections"):
-            if getattr(cfg, key) is not None:
-                raise ValueError(f"{key} {getattr(cfg, key)}: the NMS graph has no such cap yet; "
-                                 "export without --nms (ssdzoo.postprocess applies it)")
         self.decoded = DecodedDetector(model, cfg)
-        self.min_score = cfg.min_score
-        self.nms_threshold = cfg.nms_threshold
-        self.max_boxes = cfg.max_boxes
-        self.pixel_extent = _PIXEL_EXTENT if cfg.nms_plus_one else (0.0, 0.0, 0.0, 0.0)
+        self.settings = nms_settings(cfg)
 
     def forward(self, images: Tensor, image_hw: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         boxes_xyxy, probs = self.decoded(images)
-        scale = image_hw.float()[:, [1, 0, 1, 0]]  # (N, 4): width, height, width, height
-        boxes_px = boxes_xyxy * scale[:, None, :]  # (N, A, 4)
-        scores = probs[:, :, 1:].transpose(1, 2)  # (N, C - 1, A): background dropped
-        selected = nms_per_class(boxes_px + boxes_px.new_tensor(self.pixel_extent), scores,
-                                 self.max_boxes, self.nms_threshold, self.min_score)
-        image_i, class_i, box_i = selected.unbind(dim=1)
-        return image_i, boxes_px[image_i, box_i], scores[image_i, class_i, box_i], class_i + 1
+        return graph_detections(boxes_xyxy, probs, image_hw, **self.settings)
 
 
 def export_onnx(model: "Detector", cfg: "Config", path: str | Path, *, nms: bool = False,
@@ -170,7 +118,7 @@ def export_onnx(model: "Detector", cfg: "Config", path: str | Path, *, nms: bool
         program = torch.onnx.export(
             wrapper.eval(), args, dynamo=True, input_names=input_names, output_names=output_names,
             dynamic_shapes=dynamic_shapes, opset_version=opset, external_data=False, verbose=False,
-            custom_translation_table={torch.ops.ssdzoo.nms_per_class.default: _nms_per_class_onnx})
+            custom_translation_table={torch.ops.ssdzoo.nms_per_class.default: nms_per_class_onnx})
     if nms:  # the data-dependent first dimension of every output is the detection count
         for output in program.model.graph.outputs:
             output.shape = ir.Shape(["detections", *output.shape.dims[1:]])
@@ -185,6 +133,7 @@ def export_onnx(model: "Detector", cfg: "Config", path: str | Path, *, nms: bool
         "ssdzoo.nms_threshold": str(cfg.nms_threshold),
         "ssdzoo.max_boxes": str(cfg.max_boxes),
         "ssdzoo.nms_plus_one": json.dumps(cfg.nms_plus_one),
+        **{f"ssdzoo.{key}": json.dumps(getattr(cfg, key)) for key in POSTPROCESS_KEYS},
         "ssdzoo.image_resize": cfg.image_resize,
         "ssdzoo.config": json.dumps(cfg.to_dict()),  # the whole resolved config: predict needs no recipe
     })

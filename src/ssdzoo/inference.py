@@ -4,7 +4,8 @@
     network      a ``Detector`` in PyTorch, or an exported ONNX graph run by onnxruntime
     decode       class scores from the logits (sigmoid, or softmax); offsets -> boxes with
                  ``default_boxes(cfg)``
-    postprocess  the seed's per-class NMS, boxes scaled to each original image's pixels
+    postprocess  ``ssdzoo.postprocess``: per-class candidates and NMS (the seed's rule, or
+                 torchvision's by config), boxes scaled to each original image's pixels
 
 The same ``Predictor`` runs a model in memory, an ssdzoo checkpoint (.pt, .safetensors,
 MindSpore .ckpt) or an .onnx file from ``ssdzoo export`` (with or without NMS in the graph),
@@ -26,7 +27,7 @@ from torch import Tensor
 from .anchors import default_boxes
 from .data.images import ImageFileError, read_rgb
 from .data.transforms import normalize, resize_image
-from .postprocess import Detections, decode_outputs, postprocess
+from .postprocess import POSTPROCESS_KEYS, Detections, decode_outputs, postprocess, split_by_image
 
 if TYPE_CHECKING:
     from .config import Config
@@ -157,8 +158,8 @@ class Predictor:
         if self.network.has_nms:
             return self.network.detections(batch, image_hw, min_score=self.min_score)
         boxes_xyxy, probs = self.network(batch)
-        detections = postprocess(boxes_xyxy, probs, self.cfg, image_hw.to(boxes_xyxy.device), min_score=self.min_score)
-        return [Detections(*(t.cpu() for t in d)) for d in detections]
+        return postprocess(boxes_xyxy, probs, self.cfg, image_hw.to(boxes_xyxy.device), min_score=self.min_score,
+                           device="cpu")
 
 
 class TorchNetwork:
@@ -212,10 +213,11 @@ class OnnxNetwork:
                 saved = meta.get(f"ssdzoo.{key}")
                 if saved is not None and float(saved) != value:
                     raise ValueError(f"{path}: the graph's NMS uses {key} {saved}, the config {value}")
-            saved = meta.get("ssdzoo.nms_plus_one")
-            if saved is not None and json.loads(saved) != cfg.nms_plus_one:
-                raise ValueError(f"{path}: the graph's NMS has nms_plus_one {saved}, the config "
-                                 f"{cfg.nms_plus_one}")
+        # what a plain graph does (scores) and what an NMS graph does besides (the rest)
+        for key in ("nms_plus_one", *POSTPROCESS_KEYS) if self.has_nms else ("score_activation",):
+            saved = meta.get(f"ssdzoo.{key}")
+            if saved is not None and json.loads(saved) != getattr(cfg, key):
+                raise ValueError(f"{path}: the graph has {key} {saved}, the config {json.dumps(getattr(cfg, key))}")
         saved_classes = meta.get("ssdzoo.num_classes")
         if saved_classes is not None and int(saved_classes) != cfg.num_classes:
             raise ValueError(f"{path}: the graph has {saved_classes} classes, the config "
@@ -230,14 +232,13 @@ class OnnxNetwork:
         """Flat NMS outputs -> per-image Detections ordered by label, then score descending."""
         feeds = {self.input_names[0]: _contiguous_numpy(batch),
                  self.input_names[1]: image_hw.cpu().numpy().astype(np.float32)}
-        batch_index, boxes, scores, labels = self.session.run(None, feeds)
-        keep = scores > min_score
-        batch_index, boxes, scores, labels = batch_index[keep], boxes[keep], scores[keep], labels[keep]
-        order = np.lexsort((-scores, labels, batch_index))
-        splits = np.cumsum(np.bincount(batch_index, minlength=len(batch)))[:-1]
-        return [Detections(torch.from_numpy(b), torch.from_numpy(s), torch.from_numpy(c.astype(np.int64)))
-                for b, s, c in zip(np.split(boxes[order], splits), np.split(scores[order], splits),
-                                   np.split(labels[order], splits))]
+        image_i, boxes_px, scores, labels = (torch.from_numpy(a) for a in self.session.run(None, feeds))
+        keep = scores > min_score  # a stricter threshold than the graph's keeps what it would keep
+        image_i, boxes_px, scores, labels = image_i[keep], boxes_px[keep], scores[keep], labels[keep]
+        order = torch.sort(scores, descending=True, stable=True).indices
+        for key in (labels, image_i):  # stable sorts: by image, then label, then score descending
+            order = order[torch.sort(key[order], stable=True).indices]
+        return split_by_image(image_i[order], boxes_px[order], scores[order], labels[order].long(), len(batch))
 
 
 def _contiguous_numpy(batch: Tensor) -> np.ndarray:

@@ -9,10 +9,15 @@ classes (background in column 0); ``clip_boxes`` clips decoded boxes to the imag
 With ``score_activation: softmax, pre_nms_top_k: 400, max_detections: 200, clip_boxes: true,
 nms_plus_one: false`` and its thresholds this is torchvision's ``SSD.postprocess_detections``.
 
-All (image, class) groups of a batch go through NMS together, as padded (groups, k) tensors,
-and usually only their k best-scored candidates: greedy NMS decides a box from higher-scored
-boxes alone, so a group whose top k yield max_boxes survivors is settled, and the rest are
-redone with 2k, 4k, ... candidates.
+The one path from network outputs to detections: ``decode_outputs`` (boxes and scores), then
+``postprocess`` / ``select_detections``, which eval, predict and the benchmark run, on the
+device the outputs are on. All (image, class) groups of a batch go through NMS together, as
+padded (groups, k) tensors, and usually only their k best-scored candidates: greedy NMS
+decides a box from higher-scored boxes alone, so a group whose top k yield max_boxes survivors
+is settled, and the rest are redone with 2k, 4k, ... candidates. No loop runs per image; the
+host waits on the device a few times per batch (where tensor sizes follow the data), and the
+detections of a batch cross to the host in one copy. ``graph_detections`` is the same rule in
+the operators of an ONNX graph, for ``ssdzoo export --nms`` (why a second kernel: see there).
 """
 
 from __future__ import annotations
@@ -43,9 +48,11 @@ class Detections(NamedTuple):
 POSTPROCESS_KEYS = ("score_activation", "pre_nms_top_k", "max_detections", "clip_boxes")
 
 # Groups go through NMS as padded (groups, k, k) float64 IoU tables of at most this many
-# elements (2 MiB: they stay in cache and malloc reuses them), and of at least the small size
-# before groups are split by size (fewer, larger calls when the tables are small anyway).
-_NMS_CHUNK_ELEMENTS = 1 << 18
+# elements (on the CPU 2 MiB: they stay in cache and malloc reuses them; on an accelerator
+# 128 MiB: fewer, larger launches), and of at least the small size before groups are split by
+# size (fewer, larger calls when the tables are small anyway).
+_NMS_CHUNK_ELEMENTS_CPU = 1 << 18
+_NMS_CHUNK_ELEMENTS_ACCELERATOR = 1 << 24
 _NMS_SMALL_ELEMENTS = 1 << 14
 
 
@@ -57,17 +64,16 @@ def class_scores(logits: Tensor, cfg: "Config") -> Tensor:
 
 def decode_outputs(loc: Tensor, logits: Tensor, anchors_cxcywh: Tensor, cfg: "Config") -> tuple[Tensor, Tensor]:
     """The network's (loc (N, A, 4), logits (N, A, C)) -> (boxes_xyxy (N, A, 4) normalized,
-    probs (N, A, C)), float32, the input of ``postprocess``; ``clip_boxes`` clips here."""
-    boxes_xyxy = decode(loc.float(), anchors_cxcywh, cfg)
-    return clip_boxes(boxes_xyxy) if cfg.clip_boxes else boxes_xyxy, class_scores(logits.float(), cfg)
+    probs (N, A, C)), float32: the input of ``postprocess``."""
+    return decode(loc.float(), anchors_cxcywh, cfg), class_scores(logits.float(), cfg)
 
 
 def postprocess(boxes_xyxy: Tensor, probs: Tensor, cfg: "Config", image_hw: Tensor, *,
-                min_score: Optional[float] = None) -> list[Detections]:
+                min_score: Optional[float] = None, device: Optional[torch.device | str] = None) -> list[Detections]:
     """boxes_xyxy (N, A, 4) normalized, probs (N, A, C) with column 0 = background,
-    image_hw (N, 2) original (height, width) -> N Detections in pixels. ``min_score``
-    replaces ``cfg.min_score``."""
-    return select_detections(boxes_xyxy, probs, image_hw, **nms_settings(cfg, min_score=min_score))
+    image_hw (N, 2) original (height, width) -> N Detections in pixels, on ``device`` (None:
+    where the inputs are). ``min_score`` replaces ``cfg.min_score``."""
+    return select_detections(boxes_xyxy, probs, image_hw, **nms_settings(cfg, min_score=min_score), device=device)
 
 
 def nms_settings(cfg: "Config", *, min_score: Optional[float] = None) -> dict:
@@ -80,10 +86,11 @@ def nms_settings(cfg: "Config", *, min_score: Optional[float] = None) -> dict:
 def select_detections(
     boxes_xyxy: Tensor, probs: Tensor, image_hw: Tensor, *, min_score: float,
     nms_threshold: float, max_per_class: int, plus_one: bool = True, pre_nms_top_k: Optional[int] = None,
-    max_detections: Optional[int] = None, clip: bool = False,
+    max_detections: Optional[int] = None, clip: bool = False, device: Optional[torch.device | str] = None,
 ) -> list[Detections]:
     """``postprocess`` with its parameters spelled out (see there for shapes, and the module
-    docstring for what each does)."""
+    docstring for what each does). The work stays on the inputs' device, for all images at
+    once; the detections cross to ``device`` in one copy."""
     num_images = len(probs)
     image_hw = torch.as_tensor(image_hw, device=probs.device).reshape(num_images, 2).double()
     if clip:
@@ -99,10 +106,22 @@ def select_detections(
                       plus_one=plus_one).nonzero()[:, 0]
     if max_detections is not None:
         keep = best_per_image(keep, image_i[keep], scores[keep], max_detections)
-    per_image = torch.bincount(image_i[keep], minlength=num_images).tolist()
+    return split_by_image(image_i[keep], boxes_px[keep].float(), scores[keep], class_i[keep] + 1, num_images,
+                          device=device)
+
+
+def split_by_image(image_i: Tensor, boxes_px: Tensor, scores: Tensor, labels: Tensor, num_images: int, *,
+                   device: Optional[torch.device | str] = None) -> list[Detections]:
+    """Flat detections of a batch, grouped by image (image_i (D,) nondecreasing, boxes_px (D, 4)
+    float32, scores (D,) float32, labels (D,) int64) -> one ``Detections`` per image on
+    ``device`` (None: where they are), moved there in one copy."""
+    per_image = torch.bincount(image_i, minlength=num_images).tolist()
+    if device is not None and torch.device(device) != boxes_px.device:
+        # one float64 table: float32 values and labels under 2^53 are exact in it
+        table = torch.cat([boxes_px.double(), scores.double()[:, None], labels.double()[:, None]], dim=1).to(device)
+        boxes_px, scores, labels = table[:, :4].float(), table[:, 4].float(), table[:, 5].long()
     return [Detections(b, s, c) for b, s, c in zip(
-        boxes_px[keep].float().split(per_image), scores[keep].split(per_image),
-        (class_i[keep] + 1).split(per_image))]
+        boxes_px.split(per_image), scores.split(per_image), labels.split(per_image))]
 
 
 def rank_in_group(group: Tensor) -> Tensor:
@@ -171,9 +190,10 @@ def _nms_round(boxes_px: Tensor, starts: Tensor, counts: Tensor, keep: Tensor, *
     """NMS of each group's best ``limit`` boxes; marks the survivors of settled groups in
     ``keep`` (P,) and returns which groups (G,) are settled.
 
-    Groups go in chunks of similar size, largest first, each padded to its largest group: a
-    chunk holds the groups of more than half that size (or as many as make a small table),
-    so that a few large groups do not pad every other one to their size.
+    Groups go in chunks, largest first, each padded to its largest group. On the CPU a chunk
+    holds the groups of more than half that size (or as many as make a small table), so that
+    a few large groups do not pad every other one to their size; on an accelerator, as many
+    groups as fit its larger table.
     """
     order = torch.argsort(counts, descending=True)
     counts_sorted = counts[order].tolist()
@@ -181,11 +201,13 @@ def _nms_round(boxes_px: Tensor, starts: Tensor, counts: Tensor, keep: Tensor, *
     sizes = [min(count, limit) for count in counts_sorted]  # descending
     negated = [-size for size in sizes]  # ascending, for bisect
     settled = torch.ones_like(counts, dtype=torch.bool)
+    chunk, by_size = _chunking(counts.device)
     first = 0
     while first < len(sizes):
         k = sizes[first]
-        fits = max(1, _NMS_CHUNK_ELEMENTS // k ** 2)
-        similar = bisect.bisect_left(negated, -(k // 2), lo=first)  # the sizes over k // 2
+        fits = max(1, chunk // k ** 2)
+        # the sizes over k // 2; an accelerator pads every group of the chunk (launches cost more)
+        similar = bisect.bisect_left(negated, -(k // 2), lo=first) if by_size else len(sizes)
         last = min(first + fits, max(similar, first + _NMS_SMALL_ELEMENTS // k ** 2), len(sizes))
         groups = order[first:last]
         rank = torch.arange(k, device=counts.device)
@@ -201,6 +223,11 @@ def _nms_round(boxes_px: Tensor, starts: Tensor, counts: Tensor, keep: Tensor, *
         keep[index[kept]] = True
         first = last
     return settled
+
+
+def _chunking(device: torch.device) -> tuple[int, bool]:
+    """(elements of a padded IoU table, whether a chunk holds groups of similar size) on ``device``."""
+    return (_NMS_CHUNK_ELEMENTS_CPU, True) if device.type == "cpu" else (_NMS_CHUNK_ELEMENTS_ACCELERATOR, False)
 
 
 def greedy_nms_padded(boxes_px: Tensor, valid: Tensor, *, threshold: float, plus_one: bool = True) -> Tensor:
@@ -223,3 +250,88 @@ def greedy_nms_padded(boxes_px: Tensor, valid: Tensor, *, threshold: float, plus
         if torch.equal(new_keep, keep):
             return keep
         keep = new_keep
+
+
+# --- the same rule in operators an ONNX graph has (``ssdzoo export --nms``) -------------------
+#
+# ``greedy_nms`` decides how much work to do from the data, in Python (rounds of doubling
+# candidates, chunks by group size, a fixed point reached in data-dependent steps), which a
+# graph cannot express. ONNX has the seed's per-class greedy NMS as one operator,
+# NonMaxSuppression; ``graph_detections`` builds the rest (scaling, clipping, top-k candidates,
+# the per-image cap) from fixed-shape tensor ops around it. In PyTorch that operator is the
+# custom op ``ssdzoo::nms_per_class``, run by ``greedy_nms`` itself, so the graph's PyTorch
+# form gives ``select_detections``' detections. onnxruntime's operator measures IoU in float32
+# (``greedy_nms`` in float64): the two can disagree only where an IoU lies within float32
+# rounding of the threshold (tests/test_postprocess_graph.py checks them equal).
+
+
+def graph_detections(
+    boxes_xyxy: Tensor, probs: Tensor, image_hw: Tensor, *, min_score: float, nms_threshold: float,
+    max_per_class: int, plus_one: bool = True, pre_nms_top_k: Optional[int] = None,
+    max_detections: Optional[int] = None, clip: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``select_detections`` as a graph (torch.export-able, with a dynamic batch).
+
+    boxes_xyxy (N, A, 4) normalized, probs (N, A, C), image_hw (N, 2) float32 -> flat detections
+    of the whole batch: image_i (D,) int64, boxes_px (D, 4) float32 pixels, scores (D,),
+    labels (D,) int64 in 1..C-1; grouped by image (within an image by label and score
+    descending, or by score descending with ``max_detections``).
+    """
+    if clip:
+        boxes_xyxy = clip_boxes(boxes_xyxy)
+    boxes_px = boxes_xyxy * image_hw.to(boxes_xyxy.dtype)[:, None, [1, 0, 1, 0]]  # (N, A, 4)
+    scores = probs[:, :, 1:].transpose(1, 2)  # (N, K, A): background dropped
+    num_classes, num_anchors = scores.shape[1:]
+    if pre_nms_top_k is not None and pre_nms_top_k < num_anchors:
+        # every other score of the class set to 0, which no threshold >= 0 keeps
+        best = scores.topk(pre_nms_top_k, dim=2).indices  # (N, K, k)
+        scores = torch.zeros_like(scores).scatter(2, best, scores.gather(2, best))
+    selected = nms_per_class(boxes_px, scores, max_per_class, nms_threshold, min_score, plus_one)
+    image_i, class_i, box_i = selected.unbind(dim=1)
+    if max_detections is not None and max_detections < num_classes * num_anchors:
+        # the kept scores as a dense (N, K * A) table, its best per image; kept scores are > 0
+        kept = torch.zeros_like(scores).flatten().index_put(  # zeros_like keeps N symbolic
+            ((image_i * num_classes + class_i) * num_anchors + box_i,), scores[image_i, class_i, box_i])
+        kept = kept.view(-1, num_classes * num_anchors)  # (N, K * A)
+        top_scores, top_slots = kept.topk(max_detections, dim=1)  # (N, M)
+        image_i, rank = torch.nonzero(top_scores > 0, as_tuple=True)
+        slot = top_slots[image_i, rank]
+        class_i, box_i = slot // num_anchors, slot % num_anchors
+    return image_i, boxes_px[image_i, box_i], scores[image_i, class_i, box_i], class_i + 1
+
+
+@torch.library.custom_op("ssdzoo::nms_per_class", mutates_args=())
+def nms_per_class(boxes_px: Tensor, scores: Tensor, max_per_class: int, iou_threshold: float,
+                  score_threshold: float, plus_one: bool) -> Tensor:
+    """ONNX NonMaxSuppression with the seed's pixel convention: boxes (N, A, 4) xyxy pixels,
+    scores (N, K, A) -> selected (D, 3) int64 rows (image, class, box), grouped by image and
+    class, scores descending.
+
+    Per image and class: scores > score_threshold, greedy NMS suppressing IoU > iou_threshold,
+    at most max_per_class boxes; ``plus_one``: boxes x2 - x1 + 1 wide. Run by ``greedy_nms``.
+    """
+    image_i, box_i, class_i, _ = ranked_candidates(scores.transpose(1, 2), min_score=score_threshold)
+    keep = greedy_nms(boxes_px.double()[image_i, box_i], image_i * scores.shape[1] + class_i,
+                      threshold=iou_threshold, max_keep=max_per_class, plus_one=plus_one)
+    return torch.stack([image_i[keep], class_i[keep], box_i[keep]], dim=1)
+
+
+@nms_per_class.register_fake
+def _nms_per_class_fake(boxes_px, scores, max_per_class, iou_threshold, score_threshold, plus_one):
+    count = torch.library.get_ctx().new_dynamic_size()  # data-dependent number of detections
+    return boxes_px.new_empty((count, 3), dtype=torch.int64)
+
+
+def nms_per_class_onnx(boxes_px, scores, max_per_class: int, iou_threshold: float, score_threshold: float,
+                       plus_one: bool):
+    """The ONNX node for ``nms_per_class`` (a ``torch.onnx.export`` custom translation). IoU is
+    symmetric in x and y, so the operator's y-first corner layout reads xyxy boxes correctly;
+    the +1 convention is the boxes extended one pixel right and down."""
+    from onnxscript import opset18 as op
+
+    if plus_one:
+        boxes_px = op.Add(boxes_px, op.Constant(value_floats=[0.0, 0.0, 1.0, 1.0]))
+    return op.NonMaxSuppression(
+        boxes_px, scores, op.Constant(value_int=max_per_class),
+        op.Constant(value_float=iou_threshold), op.Constant(value_float=score_threshold),
+        center_point_box=0)

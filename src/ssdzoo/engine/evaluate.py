@@ -158,8 +158,7 @@ def detect(model: torch.nn.Module, loader, cfg: "Config", device: torch.device,
     for batch in tqdm(loader, desc="eval", leave=False, disable=not progress):
         loc, logits = model(batch.images.to(device, non_blocking=True))
         boxes_xyxy, probs = decode_outputs(loc, logits, anchors_cxcywh, cfg)
-        detections += [Detections(*(t.cpu() for t in d)) for d in
-                       postprocess(boxes_xyxy, probs, cfg, batch.image_hw.to(device))]
+        detections += postprocess(boxes_xyxy, probs, cfg, batch.image_hw.to(device), device="cpu")
         image_ids += batch.image_ids.tolist()
     model.train(was_training)
     return detections, image_ids
