@@ -49,3 +49,25 @@ def test_grid_anchors_hand_case():
                                            ("ssd_resnet50_fpn", 51150)])
 def test_recipe_counts(recipe, count):
     assert len(ssdzoo.default_boxes(ssdzoo.load_config(recipe))) == count
+
+
+def test_torchvision_order_scales_and_clip_on_a_1x1_map():
+    """torchvision's DefaultBoxGenerator for one level: s_k, s'_k, then each ratio both ways,
+    widths and heights clipped to [0, 1]."""
+    boxes = ssd_default_boxes(300, (1,), (300,), ((2,),), min_scale=0.0, max_scale=0.0, scales=(0.9, 1.6),
+                              torchvision_order=True, clip=True)
+    s_prime = math.sqrt(0.9 * 1.6)
+    wide, tall = 0.9 * math.sqrt(2), 0.9 / math.sqrt(2)
+    expected = [[0.5, 0.5, 0.9, 0.9], [0.5, 0.5, 1.0, 1.0], [0.5, 0.5, 1.0, tall], [0.5, 0.5, tall, 1.0]]
+    assert s_prime > 1 and wide > 1  # both clipped
+    assert torch.allclose(boxes, torch.tensor(expected, dtype=torch.float64))
+
+
+def test_anchor_scales_must_give_one_past_the_last_level():
+    with pytest.raises(ssdzoo.ConfigError, match="anchor_scales needs 7 values"):
+        ssdzoo.load_config("ssd300_vgg16", ["anchor_scales=[0.1, 0.2]"])
+
+
+@pytest.mark.parametrize("name, boxes", [("ssd300_vgg16", 8732), ("ssdlite320_mobilenet_v3_large", 3234)])
+def test_torchvision_recipes_box_counts(name, boxes):
+    assert len(ssdzoo.default_boxes(ssdzoo.load_config(name))) == boxes

@@ -131,7 +131,8 @@ def test_unknown_recipe_name_lists_the_recipes():
         ssdzoo.load_config("ssd_mobilenetv4")
     message = str(err.value)
     assert "'ssd_mobilenetv4' not found" in message
-    assert "demo, ssd_mobilenetv2, ssd_mobilenetv3, ssd_resnet50_fpn" in message
+    assert ("demo, ssd300_vgg16, ssd_mobilenetv2, ssd_mobilenetv3, ssd_resnet50_fpn, "
+            "ssdlite320_mobilenet_v3_large") in message
     assert "did you mean 'ssd_mobilenetv2' or 'ssd_mobilenetv3'?" in message
 
 
@@ -181,6 +182,7 @@ def test_run_keys_are_checked(override, message):
 
 # what build_model reads that does not change the network: weights to start from, and training
 NOT_MODEL_KEYS = {"backbone_pretrained", "backbone_ckpt_path", "cls_prior", "bn_momentum", "expand_bn_momentum",
+                  "backbone_bn_momentum",
                   "classes", "image_size", "use_anchor_generator", "num_ssd_boxes"}  # anchors, checked apart
 
 

@@ -56,3 +56,17 @@ def test_normalized_by_positives_in_batch():
     assert math.isclose(total.item(), (cls + 0.125) / 2, rel_tol=1e-6)
     halved = ssdzoo.ssd_loss(loc, logits, target_loc, target_labels, cfg, num_matched=torch.tensor(4))
     assert math.isclose(halved.item(), total.item() / 2, rel_tol=1e-6)
+
+
+def test_multibox_loss_counts_three_hardest_negatives_per_positive():
+    from ssdzoo.loss import hard_negative_cross_entropy
+
+    logits = torch.zeros(2, 6, 3)
+    logits[0, :, 1] = torch.tensor([0.0, 5.0, 4.0, 3.0, 2.0, 1.0])  # negatives' losses fall with the index
+    labels = torch.tensor([[1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]])  # image 1 has no boxes: adds nothing
+    ce = torch.nn.functional.cross_entropy(logits[0], labels[0], reduction="none")
+    expected = ce[0] + ce[1] + ce[2] + ce[3]  # the positive and the 3 hardest negatives
+    assert torch.allclose(hard_negative_cross_entropy(logits, labels, neg_pos_ratio=3.0), expected)
+    cfg = ssdzoo.load_config("ssd300_vgg16")
+    empty = ssdzoo.ssd_loss(torch.randn(2, 6, 4), logits, torch.zeros(2, 6, 4), torch.zeros_like(labels), cfg)
+    assert empty == 0  # no positives: no box loss and no negatives

@@ -110,3 +110,13 @@ def test_model_weights_round_trip(tmp_path):
     images = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(images), again(images), rtol=0, atol=0)
+
+
+def test_torchvision_backbone_options_name_what_they_need():
+    with pytest.raises(ValueError, match="backbone_reduced_tail applies to mobilenetv3_large_100"):
+        ssdzoo.build_model(ssdzoo.load_config("ssdlite320_mobilenet_v3_large", ["backbone=mobilenetv2_100"]))
+    with pytest.raises(ValueError, match="backbone_expansion_level needs a timm EfficientNet/MobileNet"):
+        ssdzoo.build_model(ssdzoo.load_config("ssdlite320_mobilenet_v3_large", [
+            "backbone_reduced_tail=false", "backbone_use_head=true"]))
+    with pytest.raises(ValueError, match="backbone_ceil_pools: 'features.99' matches no max-pool"):
+        ssdzoo.build_model(ssdzoo.load_config("ssd300_vgg16", ["backbone_ceil_pools=[features.99]"]))

@@ -1,3 +1,5 @@
+import math
+
 import torch
 
 import ssdzoo
@@ -86,3 +88,29 @@ def test_offsets_hand_case():
                              prior_scaling=(0.1, 0.2))
     # centre 0.4 vs 0.5 over (0.2 * 0.1) = -5; size 0.4 / 0.2 = 2 -> log(2) / 0.2
     torch.testing.assert_close(offsets, torch.tensor([[-5.0, -5.0, 3.4657359, 3.4657359]]))
+
+
+def test_paper_matching_is_inclusive_and_a_later_ground_truth_wins_a_shared_best_anchor():
+    from ssdzoo.targets import match_anchors_paper
+
+    # 2 ground truths (the third row is padding) x 4 anchors
+    iou = torch.tensor([[[0.5, 0.3, 0.1, 0.0],
+                         [0.2, 0.4, 0.1, 0.0],
+                         [0.9, 0.9, 0.9, 0.9]]])
+    valid = torch.tensor([[True, True, False]])
+    matched, positive = match_anchors_paper(iou, valid, threshold=0.5)
+    # anchor 0: IoU 0.5 >= 0.5 with gt 0; anchor 1: gt 1's best (0.4), forced; anchors 2, 3: negative
+    assert positive.tolist() == [[True, True, False, False]]
+    assert matched[0, :2].tolist() == [0, 1]
+    shared = torch.tensor([[[0.3, 0.1], [0.35, 0.2]]])  # both ground truths' best anchor is 0
+    matched, positive = match_anchors_paper(shared, torch.tensor([[True, True]]), threshold=0.5)
+    assert matched[0, 0] == 1 and positive.tolist() == [[True, False]]
+
+
+def test_decode_clamps_the_log_scale_as_torchvisions_box_coder():
+    cfg = ssdzoo.load_config("ssd300_vgg16")
+    anchors = torch.tensor([[0.5, 0.5, 0.01, 0.01]])
+    loc = torch.tensor([[0.0, 0.0, 100.0, 100.0]])  # exp(20) without the clamp
+    boxes = targets.decode(loc, anchors, cfg)
+    half = 0.005 * math.exp(cfg.decode_max_log_scale)  # 0.3125: 1000 / 16 times the anchor's half side
+    assert torch.allclose(boxes, torch.tensor([[0.5 - half, 0.5 - half, 0.5 + half, 0.5 + half]]))

@@ -7,7 +7,9 @@ Two generators, as in the seed:
   ResNet50-FPN recipe (51150 boxes at 640x640).
 
 Both also place boxes as TensorFlow's Object Detection API does (``anchor_centres:
-tensorflow``, for its converted models): the sizes are the same, the centres differ.
+tensorflow``, for its converted models): the sizes are the same, the centres differ. SSD boxes
+also come as torchvision's ``DefaultBoxGenerator`` makes them (``anchor_scales``,
+``anchor_order: torchvision``, ``anchor_clip``; its SSDLite places centres on the grid as TF does).
 
 Values are float64; the seed computes them in float64 and rounds once to float32.
 """
@@ -41,13 +43,16 @@ def default_boxes(cfg: "Config") -> Tensor:
         anchors_cxcywh = ssd_default_boxes(
             cfg.image_size[0], cfg.feature_size, cfg.steps, cfg.aspect_ratios,
             min_scale=cfg.min_scale, max_scale=cfg.max_scale, num_default=cfg.num_default,
-            explicit_ratios=cfg.explicit_aspect_ratios, centres_on_grid=tensorflow)
+            explicit_ratios=cfg.explicit_aspect_ratios, centres_on_grid=tensorflow,
+            scales=cfg.anchor_scales, torchvision_order=cfg.anchor_order == "torchvision",
+            clip=cfg.anchor_clip)
     return anchors_cxcywh
 
 
 def ssd_box_sizes(
     aspect_ratios: tuple[tuple[float, ...], ...], *, min_scale: float, max_scale: float,
     num_levels: int, explicit_ratios: tuple[float, ...] | None = None,
+    scales: tuple[float, ...] | None = None, torchvision_order: bool = False, clip: bool = False,
 ) -> list[list[tuple[float, float]]]:
     """(w, h) of each box per level, normalized.
 
@@ -58,15 +63,28 @@ def ssd_box_sizes(
     them instead (w = s_k sqrt(r), h = s_k / sqrt(r)), then (s'_k, s'_k): TF's
     ssd_anchor_generator, whose configs write 1/3 as 0.3333.
 
+    ``scales`` gives s_0 .. s_levels outright; ``torchvision_order`` puts (s'_k, s'_k) second,
+    right after (s_k, s_k), as torchvision's DefaultBoxGenerator does (no reduced level 0
+    there); ``clip`` clips every width and height to [0, 1] (its ``clip=True``).
+
     >>> [tuple(round(v, 4) for v in wh) for wh in ssd_box_sizes(((), (2,)), min_scale=0.2,
     ...     max_scale=0.9, num_levels=2, explicit_ratios=(1.0, 4.0))[1]]
     [(0.9, 0.9), (1.8, 0.45), (0.9487, 0.9487)]
     """
-    s = [min_scale + (max_scale - min_scale) * k / max(num_levels - 1, 1) for k in range(num_levels)]
-    s.append(1.0)
+    if scales is not None:
+        s = list(scales)
+    else:
+        s = [min_scale + (max_scale - min_scale) * k / max(num_levels - 1, 1) for k in range(num_levels)]
+        s.append(1.0)
     sizes = []
     for k in range(num_levels):
-        if k == 0 and not aspect_ratios[k]:
+        if torchvision_order:
+            s_prime = math.sqrt(s[k] * s[k + 1])
+            level = [(s[k], s[k]), (s_prime, s_prime)]
+            for r in aspect_ratios[k]:
+                w, h = s[k] * math.sqrt(r), s[k] / math.sqrt(r)
+                level += [(w, h), (h, w)]
+        elif k == 0 and not aspect_ratios[k]:
             w, h = s[0] * math.sqrt(2), s[0] / math.sqrt(2)
             level = [(0.1, 0.1), (w, h), (h, w)]
         elif explicit_ratios is not None:
@@ -80,6 +98,8 @@ def ssd_box_sizes(
                 level += [(w, h), (h, w)]
             s_prime = math.sqrt(s[k] * s[k + 1])
             level.append((s_prime, s_prime))
+        if clip:
+            level = [(min(max(w, 0.0), 1.0), min(max(h, 0.0), 1.0)) for w, h in level]
         sizes.append(level)
     return sizes
 
@@ -88,7 +108,8 @@ def ssd_default_boxes(
     image_size: int, feature_size: tuple[int, ...], steps: tuple[int, ...],
     aspect_ratios: tuple[tuple[float, ...], ...], *, min_scale: float, max_scale: float,
     num_default: tuple[int, ...] | None = None, explicit_ratios: tuple[float, ...] | None = None,
-    centres_on_grid: bool = False,
+    centres_on_grid: bool = False, scales: tuple[float, ...] | None = None,
+    torchvision_order: bool = False, clip: bool = False,
 ) -> Tensor:
     """SSD default boxes, (A, 4) float64 cx, cy, w, h.
 
@@ -97,7 +118,8 @@ def ssd_default_boxes(
     ``centres_on_grid`` takes f_k = the map size instead (TensorFlow's SSD anchors: (j + 0.5) / 19).
     """
     sizes = ssd_box_sizes(aspect_ratios, min_scale=min_scale, max_scale=max_scale,
-                          num_levels=len(feature_size), explicit_ratios=explicit_ratios)
+                          num_levels=len(feature_size), explicit_ratios=explicit_ratios, scales=scales,
+                          torchvision_order=torchvision_order, clip=clip)
     levels = []
     for k, (f, step) in enumerate(zip(feature_size, steps)):
         if num_default is not None and len(sizes[k]) != num_default[k]:

@@ -99,6 +99,20 @@ class Config:
     # ssdzoo: ResNet v1 as TensorFlow/Keras/Caffe have it: each stage's first bottleneck strides
     # its first 1x1 conv instead of the 3x3 (timm's and torchvision's "v1.5"); same parameters
     resnet_stride_in_1x1: bool = False
+    # ssdzoo: timm module names (fnmatch globs) of max-pools that round their output size up
+    # (ceil_mode), as torchvision's SSD300 does with VGG-16's pool3 ("features.16": 75 -> 38)
+    backbone_ceil_pools: tuple[str, ...] = ()
+    # ssdzoo: momentum of every BatchNorm in the backbone, PyTorch convention; null keeps timm's
+    # (0.1). torchvision's SSDLite: 0.03
+    backbone_bn_momentum: Optional[float] = None
+    # ssdzoo: MobileNetV3-Large's last stage at half width (timm's mobilenetv3_large_100 with
+    # 80-channel blocks expanding to 480 and a 480-channel last conv): torchvision's reduced_tail
+    # (reduce_divider 2), which its SSDLite is built with
+    backbone_reduced_tail: bool = False
+    # ssdzoo: the first backbone level is the expansion (1x1 conv + BN + activation) that opens the
+    # stride-2 block after backbone_out_indices[0], and the block goes on from it: torchvision's
+    # SSDLite takes its C4 map there (672 channels); false: the level's own output (the seed)
+    backbone_expansion_level: bool = False
     ckpt_path: Optional[str] = None  # a trained ssdzoo checkpoint to evaluate or predict with
     use_fpn: bool = False  # ResNet recipe: FPN + bottom-up neck and the weight-shared head
     extras_in_channels: tuple[int, ...] = (256, 576, 1280, 512, 256, 256)
@@ -111,8 +125,15 @@ class Config:
     expand_act: str = "relu6"  # activation of the stride-16 expansion layer: relu6 | hardswish
     # ssdzoo: the extra layers' block: inverted_residual (the seed's and TF's ssdlite: 1x1, 3x3
     # depthwise, 1x1 + BN, ReLU6) | conv (TF's ssd_mobilenet_v2: 1x1 to out/2, then a full 3x3
-    # conv to out, each with BN + ReLU6; extras_ratio unused)
+    # conv to out, each with BN + ReLU6; extras_ratio unused) | vgg (the paper's SSD300 on VGG-16:
+    # conv4_3 L2-normalized with a learned scale, pool5 3x3 stride 1, fc6 3x3 dilated 6, fc7 1x1,
+    # then 1x1 to out/2 + ReLU and 3x3 + ReLU, padded at stride 2 and unpadded at stride 1;
+    # biases, no BN)
     extras_block: str = "inverted_residual"
+    # ssdzoo: the stride-16 map goes through the neck's 1x1 expansion (expand_act, the seed's);
+    # false: the first level is the backbone's map as it is (torchvision's SSDLite, with
+    # backbone_expansion_level). extras_block: vgg ignores it
+    extras_expand: bool = True
     expand_bn_eps: float = 1e-3  # its BN eps (1e-5 in the MobileNetV3 recipe)
     expand_bn_momentum: float = 0.03  # its BN momentum, PyTorch convention (0.1 for MobileNetV3)
     bn_eps: float = 1e-3  # BN eps of the seed's own layers
@@ -161,9 +182,31 @@ class Config:
     # ssd_anchor_generator aspect_ratios, e.g. [1.0, 2.0, 0.5, 3.0, 0.3333]); null: the square
     # s_k, then r and 1/r for each r of aspect_ratios, then s'_k (the seed)
     explicit_aspect_ratios: Optional[tuple[float, ...]] = None
+    # ssdzoo: the scales s_0 .. s_levels of SSD default boxes as a list of levels + 1 values
+    # (torchvision's DefaultBoxGenerator scales, e.g. SSD300's 0.07, 0.15, ..., 1.05); null: the
+    # paper's min_scale to max_scale, then 1.0
+    anchor_scales: Optional[tuple[float, ...]] = None
+    # ssdzoo: box order at each place: seed (s_k, then r and 1/r for each ratio, then s'_k) |
+    # torchvision (s_k, s'_k, then r and 1/r for each ratio: DefaultBoxGenerator's)
+    anchor_order: str = "seed"
+    # ssdzoo: clip each default box's width and height to [0, 1] (DefaultBoxGenerator's clip)
+    anchor_clip: bool = False
 
     # --- matching, loss, post-processing (seed keys) --------------------------------------
     match_threshold: float = 0.5
+    # ssdzoo: seed (an anchor is positive with IoU > match_threshold; a ground truth's best
+    # anchor goes to the first ground truth that has it as its best) | paper (IoU >=
+    # match_threshold, the later ground truth wins a shared best anchor: the SSD paper's
+    # matching as torchvision's SSDMatcher does it)
+    matching: str = "seed"
+    # ssdzoo: focal (the seed's sigmoid focal loss on every anchor) | multibox (the paper's
+    # softmax cross-entropy on the positives and the hardest neg_pos_ratio x as many negatives
+    # per image; torchvision's SSD.compute_loss); both add smooth L1 on the positives
+    loss: str = "focal"
+    neg_pos_ratio: float = 3.0  # ssdzoo: multibox's negatives per positive (the paper's 3:1)
+    # ssdzoo: decoded dw, dh (after prior_scaling) are clamped at most this before exp;
+    # torchvision's BoxCoder: log(1000 / 16) = 4.135166556742356. null: not clamped (the seed)
+    decode_max_log_scale: Optional[float] = None
     gamma: float = 2.0  # focal loss modulating exponent
     alpha: float = 0.75  # focal loss weight of the target column
     nms_threshold: float = 0.6
@@ -241,7 +284,8 @@ class Config:
 # backbone_ckpt_path, cls_prior) or trains (bn_momentum, expand_bn_momentum) it
 MODEL_KEYS = (
     "backbone", "backbone_out_indices", "backbone_use_head", "backbone_kwargs", "backbone_same_padding",
-    "backbone_bn_eps", "resnet_stride_in_1x1", "use_fpn", "fpn_upsample", "fpn_smooth_top", "fpn_separable",
+    "backbone_bn_eps", "resnet_stride_in_1x1", "backbone_ceil_pools", "backbone_reduced_tail",
+    "backbone_expansion_level", "extras_expand", "use_fpn", "fpn_upsample", "fpn_smooth_top", "fpn_separable",
     "fpn_smoothed_top_down", "extras_block", "extras_in_channels", "extras_out_channels", "extras_strides",
     "extras_ratio", "expand_act", "expand_bn_eps", "pad_mode", "bn_eps", "head_conv", "head_kernel_size",
     "head_share_tower", "num_addition_layers", "num_classes", "num_default", "feature_size",
@@ -263,7 +307,10 @@ def describe_model(cfg: Config) -> str:
 CHOICES = {
     "image_resize": ("antialias", "bilinear", "legacy"),
     "data_backend": ("auto", "workers", "device"),
-    "extras_block": ("inverted_residual", "conv"),
+    "anchor_order": ("seed", "torchvision"),
+    "matching": ("seed", "paper"),
+    "loss": ("focal", "multibox"),
+    "extras_block": ("inverted_residual", "conv", "vgg"),
     "head_conv": (None, "separable", "plain"),
     "anchor_centres": ("seed", "tensorflow"),
     "expand_act": ("relu6", "hardswish"),
@@ -445,6 +492,16 @@ def _validated(cfg: Config, source: str = "config") -> Config:
         fail(f"explicit_aspect_ratios must be positive, got {list(cfg.explicit_aspect_ratios)}")
     if cfg.backbone_bn_eps is not None and cfg.backbone_bn_eps <= 0:
         fail(f"backbone_bn_eps must be positive, got {cfg.backbone_bn_eps}")
+    if cfg.anchor_scales is not None:
+        if len(cfg.anchor_scales) != levels + 1:
+            fail(f"anchor_scales needs {levels + 1} values (one per level and one past the last), "
+                 f"got {len(cfg.anchor_scales)}")
+        if any(s <= 0 for s in cfg.anchor_scales):
+            fail(f"anchor_scales must be positive, got {list(cfg.anchor_scales)}")
+    if cfg.neg_pos_ratio <= 0:
+        fail(f"neg_pos_ratio must be positive, got {cfg.neg_pos_ratio}")
+    if cfg.decode_max_log_scale is not None and cfg.decode_max_log_scale <= 0:
+        fail(f"decode_max_log_scale must be positive or null, got {cfg.decode_max_log_scale}")
     if cfg.head_kernel_size <= 0 or cfg.head_kernel_size % 2 == 0:
         fail(f"head_kernel_size must be a positive odd number, got {cfg.head_kernel_size}")
     if not 0.0 <= cfg.cls_prior < 1.0:

@@ -64,7 +64,13 @@ def read_full_model(path: str | Path, model: "Detector", cfg: "Config") -> tuple
                                      "--out model.safetensors) and fine-tune from the .safetensors with its recipe")
     if kind == "onnx":
         raise WeightsFileError(path, "an ONNX graph, which cannot fill a PyTorch model")
-    return read_state_dict(path), saved_config(path)
+    state = read_state_dict(path)
+    from .convert.torchvision import identify_torchvision, torchvision_state_by_name
+
+    torchvision = identify_torchvision(state, path)
+    if torchvision is not None:
+        return torchvision_state_by_name(torchvision, model)[0], None
+    return state, saved_config(path)
 
 
 def weights_normalization(cfg: "Config", path: str | Path, given: set[str] = frozenset()) -> "Config":

@@ -8,7 +8,8 @@ in (dx, dy, dw, dh) order. The seed stores (dy, dx, dh, dw); ssdzoo is x-first t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 from torch import Tensor
@@ -68,7 +69,8 @@ def encode(
     gt_boxes_xyxy: (N, G, 4) normalized; gt_labels: (N, G) int, 0 marks padding rows;
     anchors_cxcywh: (A, 4). Returns ``target_loc`` (N, A, 4) float32 (dx, dy, dw, dh), zero on
     unmatched anchors, and ``target_labels`` (N, A) int64, 0 = background.
-    Matching uses the unclipped anchors' corners, as the seed does.
+    Matching uses the unclipped anchors' corners, as the seed does; ``matching: paper`` matches
+    with ``match_anchors_paper`` instead of the seed's ``match_anchors``.
 
     On the CPU the work follows the data (``assign_positives``: real ground truths, positive
     anchors); on other devices it keeps fixed shapes (``assign_all``), so that no host sync
@@ -83,7 +85,10 @@ def encode(
         return (torch.zeros(num_images, len(anchors), 4, device=anchors.device),
                 torch.zeros(num_images, len(anchors), dtype=torch.int64, device=anchors.device))
 
-    assign = assign_positives if gt_boxes_xyxy.device.type == "cpu" else assign_all
+    if cfg.matching == "paper":
+        assign = partial(assign_all, match=match_anchors_paper)
+    else:
+        assign = assign_positives if gt_boxes_xyxy.device.type == "cpu" else assign_all
     per_chunk = max(1, _IOU_CHUNK_ELEMENTS // (num_gt * len(anchors)))
     target_loc, target_labels = [], []
     for start in range(0, num_images, per_chunk):
@@ -97,18 +102,40 @@ def encode(
     return torch.cat(target_loc), torch.cat(target_labels)
 
 
+def match_anchors_paper(iou: Tensor, valid: Tensor, *, threshold: float) -> tuple[Tensor, Tensor]:
+    """The SSD paper's matching (Liu et al. 2016, section 2.2) as torchvision's SSDMatcher
+    does it, for a batch at once; arguments and results as ``match_anchors``.
+
+    An anchor takes the ground truth it overlaps most (the first on ties) and is positive if
+    that IoU is at least ``threshold``; then each ground truth takes its own best anchor (the
+    first on ties) whatever the IoU, a later ground truth over an earlier one.
+    """
+    scores = iou.masked_fill(~valid[..., None], -1.0)  # padding rows never win
+    best_iou, matched_gt = scores.max(dim=1)  # (N, A)
+    positive = best_iou >= threshold
+    best_anchor = first_argmax(scores, dim=2)[..., 0]  # (N, G)
+    num_gt = scores.shape[1]
+    # a later ground truth wins a shared best anchor: write them in order, the last write kept
+    claim = torch.full_like(matched_gt, -1)
+    gt_index = torch.arange(num_gt, device=iou.device).expand_as(best_anchor)
+    claim.scatter_reduce_(1, best_anchor, gt_index.masked_fill(~valid, -1), "amax")
+    forced = claim >= 0
+    return torch.where(forced, claim, matched_gt), positive | forced
+
+
 def assign_all(
     gt_boxes_xyxy: Tensor, gt_labels: Tensor, anchors_xyxy: Tensor, anchors_cxcywh: Tensor, *,
-    threshold: float, prior_scaling: tuple[float, float],
+    threshold: float, prior_scaling: tuple[float, float], match: Callable = None,
 ) -> tuple[Tensor, Tensor]:
     """``encode``'s targets for one chunk, computed for every (ground truth, anchor) pair and
-    then masked: fixed shapes, no host sync (the accelerator path).
+    then masked: fixed shapes, no host sync (the accelerator path, and ``matching: paper``).
 
     gt_boxes_xyxy: (N, G, 4); gt_labels: (N, G); anchors: (A, 4) as corners and as
-    centre/size. Returns (N, A, 4) offsets and (N, A) int64 labels.
+    centre/size. ``match``: the matching rule (the seed's ``match_anchors`` by default).
+    Returns (N, A, 4) offsets and (N, A) int64 labels.
     """
     iou = pairwise_iou(gt_boxes_xyxy, anchors_xyxy)  # (N, G, A)
-    matched_gt, positive = match_anchors(iou, gt_labels > 0, threshold=threshold)
+    matched_gt, positive = (match or match_anchors)(iou, gt_labels > 0, threshold=threshold)
     target_labels = gt_labels.long().gather(1, matched_gt).masked_fill(~positive, 0)
     boxes_xyxy = gt_boxes_xyxy.gather(1, matched_gt[..., None].expand(-1, -1, 4))  # (N, A, 4)
     target_loc = encode_offsets(boxes_xyxy, anchors_cxcywh, prior_scaling=prior_scaling)
@@ -186,11 +213,17 @@ def encode_offsets(boxes_xyxy: Tensor, anchors_cxcywh: Tensor, *, prior_scaling:
 
 def decode(loc: Tensor, anchors_cxcywh: Tensor, cfg: "Config") -> Tensor:
     """Offsets (..., A, 4) (dx, dy, dw, dh) -> boxes (..., A, 4) xyxy normalized, clipped to [0, 1]."""
-    return decode_offsets(loc, anchors_cxcywh.to(loc), prior_scaling=cfg.prior_scaling)
+    return decode_offsets(loc, anchors_cxcywh.to(loc), prior_scaling=cfg.prior_scaling,
+                          max_log_scale=cfg.decode_max_log_scale)
 
 
-def decode_offsets(loc: Tensor, anchors_cxcywh: Tensor, *, prior_scaling: tuple[float, float]) -> Tensor:
-    """The inverse of ``encode_offsets``, clipped to the unit square."""
+def decode_offsets(loc: Tensor, anchors_cxcywh: Tensor, *, prior_scaling: tuple[float, float],
+                   max_log_scale: Optional[float] = None) -> Tensor:
+    """The inverse of ``encode_offsets``, clipped to the unit square. ``max_log_scale`` caps
+    dw, dh (after the prior scaling) before exp, as torchvision's BoxCoder does at log(1000 / 16)."""
     centre = loc[..., :2] * prior_scaling[0] * anchors_cxcywh[:, 2:] + anchors_cxcywh[:, :2]
-    size = torch.exp(loc[..., 2:] * prior_scaling[1]) * anchors_cxcywh[:, 2:]
+    log_scale = loc[..., 2:] * prior_scaling[1]
+    if max_log_scale is not None:
+        log_scale = log_scale.clamp(max=max_log_scale)
+    size = torch.exp(log_scale) * anchors_cxcywh[:, 2:]
     return clip_boxes(torch.cat([centre - size / 2, centre + size / 2], dim=-1))

@@ -5,7 +5,9 @@ plain protobuf):
 
 - safetensors files;
 - PyTorch files read with ``torch.load(weights_only=True)``: a plain state dict, or an ssdzoo
-  training checkpoint with a "model" entry (``.pt``, ``.pth``);
+  training checkpoint with a "model" entry (``.pt``, ``.pth``); torchvision's SSD state dicts
+  (``ssd300_vgg16``, ``ssdlite320_mobilenet_v3_large``) are told by their names and renamed
+  (``ssdzoo.convert.torchvision``);
 - MindSpore ``.ckpt`` files (read without MindSpore, ``ssdzoo.convert.mindspore``);
 - TensorFlow Object Detection API files (read without TensorFlow, ``ssdzoo.convert.tensorflow``):
   frozen graphs (``.pb``), checkpoints (``PREFIX.index`` + ``PREFIX.data-*``, given as either
@@ -33,6 +35,7 @@ from torch import Tensor, nn
 from .convert.conversion import log_dropped
 from .convert.mindspore import mindcv_backbone_to_timm, mindspore_to_ssdzoo
 from .convert.tensorflow import is_tensorflow_file, tensorflow_to_ssdzoo
+from .convert.torchvision import identify_torchvision, torchvision_to_ssdzoo
 
 if TYPE_CHECKING:
     from .config import Config
@@ -145,6 +148,9 @@ def load_model_weights(model: "Detector", path: str | Path, cfg: "Config") -> No
                                      "ssdzoo.inference.Predictor) but cannot fill a PyTorch model")
     else:
         state = read_state_dict(path)
+        torchvision = identify_torchvision(state, path)
+        if torchvision is not None:  # torchvision's SSD names; its recipe gives the numerics
+            state = torchvision_to_ssdzoo(torchvision, model, cfg).state
     try:
         load_exact(model, state, source=str(path))
     except ValueError as err:
@@ -159,7 +165,9 @@ def load_model_weights(model: "Detector", path: str | Path, cfg: "Config") -> No
 
 
 # what a converted model computes besides its tensors' shapes: a config without these computes otherwise
-NUMERICS_KEYS = ("anchor_centres", "image_resize", "nms_plus_one", "explicit_aspect_ratios", "mean", "std")
+NUMERICS_KEYS = ("anchor_centres", "image_resize", "nms_plus_one", "explicit_aspect_ratios", "mean", "std",
+                 "anchor_order", "anchor_scales", "anchor_clip", "decode_max_log_scale", "score_activation",
+                 "clip_boxes")
 
 
 def _check_converted_recipe(path: Path, cfg: "Config") -> None:

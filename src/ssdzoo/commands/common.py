@@ -33,6 +33,12 @@ def load_config_for_weights(config, overrides, weights):
     from ..config import load_config
     from ..convert import is_tensorflow_file, tensorflow_config
 
+    if weights is not None and not is_tensorflow_file(weights):
+        torchvision = _torchvision_source(weights)
+        if torchvision is not None:  # a torchvision SSD: its recipe (or the config given) and its classes
+            from ..convert.torchvision import recipe_path, torchvision_config
+
+            return torchvision_config(load_config(config or recipe_path(torchvision.family), overrides), torchvision)
     if weights is None or not is_tensorflow_file(weights):
         return config_for_weights(config, overrides, weights)
     if config is None:
@@ -48,3 +54,10 @@ def weights_config(args: argparse.Namespace, weights):
     """The config of a command that loads ``weights``: CONFIG if given, else the checkpoint's."""
     config, overrides = split_config(args)
     return load_config_for_weights(config, overrides, weights)
+
+
+def _torchvision_source(weights):
+    """A torchvision SSD state dict, or None (any other file, or one that is not there)."""
+    from ..convert.torchvision import read_torchvision
+
+    return read_torchvision(weights)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "MindSpore .ckpt or TensorFlow OD API graphs/checkpoints as safetensors, without either framework"
+HELP = ("MindSpore .ckpt, TensorFlow OD API graphs/checkpoints or torchvision SSD state dicts as safetensors, "
+        "without MindSpore or TensorFlow")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +28,15 @@ def run(args: argparse.Namespace) -> int:
                                         source=source)
         print(f"{args.file}: TensorFlow {source.kind}, {source.family}: {cfg.num_classes - 1} class(es), "
               f"{cfg.image_size[0]}x{cfg.image_size[1]} input, {cfg.num_ssd_boxes} anchors")
+    elif (torchvision := _torchvision_source(args.file)) is not None:
+        if args.labels:
+            raise ValueError("--labels takes a TensorFlow label map; it applies to TensorFlow files only")
+        from ..convert.torchvision import convert_torchvision, torchvision_config
+
+        cfg = torchvision_config(load_config(args.config, args.overrides), torchvision)
+        conversion = convert_torchvision(torchvision, cfg, args.out, build_model(cfg, init_backbone=False))
+        print(f"{args.file}: torchvision {torchvision.family}: {cfg.num_classes - 1} class slot(s), "
+              f"{cfg.image_size[0]}x{cfg.image_size[1]} input, {cfg.num_ssd_boxes} default boxes")
     else:
         if args.labels:
             raise ValueError("--labels takes a TensorFlow label map; it applies to TensorFlow files only")
@@ -44,9 +54,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="a MindSpore .ckpt (the seed's SSD or a MindCV backbone), or a TensorFlow "
+    p.add_argument("file", help="a MindSpore .ckpt (the seed's SSD or a MindCV backbone), a TensorFlow "
                                 "OD API SSD: frozen graph .pb, checkpoint (PREFIX.index, or its folder), "
-                                "SavedModel folder")
+                                "SavedModel folder, or a torchvision ssd300_vgg16 / ssdlite320_mobilenet_v3_large "
+                                "state dict (.pth; --config: the recipe of the same name)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides; for TensorFlow files they win over what the file says")
     p.add_argument("--config", required=True,
@@ -55,3 +66,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the .safetensors file to write (its recipe: the same name .yaml)")
     p.add_argument("--labels", metavar="PBTXT", help="TensorFlow label map (item { id: 1 display_name: ... }) "
                                                      "for the class names")
+
+
+def _torchvision_source(path):
+    """A torchvision SSD state dict (.pth/.pt), or None for any other file."""
+    from ..convert.torchvision import read_torchvision
+
+    return read_torchvision(path)

@@ -12,7 +12,7 @@ from .backbone import TimmBackbone
 from .detector import Detector
 from .heads import SharedHead, SSDHead, set_prior_probability
 from .layers import init_new_layers
-from .necks import FPN, SSDExtras
+from .necks import FPN, SSDExtras, VGGExtras
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -34,9 +34,12 @@ def build_model(cfg: "Config", weights: Optional[str | Path] = None, *, init_bac
                          "as train does), or list the classes in the config")
     init_backbone = init_backbone and not weights
     backbone = TimmBackbone(cfg.backbone, cfg.backbone_out_indices, use_head=cfg.backbone_use_head,
-                            pretrained=init_backbone and cfg.backbone_pretrained, **cfg.backbone_kwargs)
+                            pretrained=init_backbone and cfg.backbone_pretrained,
+                            reduced_tail=cfg.backbone_reduced_tail, expansion_level=cfg.backbone_expansion_level,
+                            **cfg.backbone_kwargs)
     backbone.adapt(same_padding=cfg.backbone_same_padding, bn_eps=cfg.backbone_bn_eps,
-                   stride_in_1x1=cfg.resnet_stride_in_1x1)
+                   stride_in_1x1=cfg.resnet_stride_in_1x1, ceil_pools=cfg.backbone_ceil_pools,
+                   bn_momentum=cfg.backbone_bn_momentum)
     num_levels = len(cfg.feature_size)
     norm = dict(eps=cfg.bn_eps, momentum=cfg.bn_momentum)
     if cfg.use_fpn:
@@ -50,12 +53,16 @@ def build_model(cfg: "Config", weights: Optional[str | Path] = None, *, init_bac
         head = SharedHead(neck.out_channels[0], num_levels, cfg.num_default[0], cfg.num_classes,
                           depth=cfg.num_addition_layers, separable=cfg.head_conv == "separable",
                           share_tower=cfg.head_share_tower, **norm)
+    elif cfg.extras_block == "vgg":
+        neck = VGGExtras(backbone.channels, in_channels=cfg.extras_in_channels,
+                         out_channels=cfg.extras_out_channels, strides=cfg.extras_strides)
     else:
         neck = SSDExtras(backbone.channels, in_channels=cfg.extras_in_channels,
                          out_channels=cfg.extras_out_channels, strides=cfg.extras_strides,
                          ratios=cfg.extras_ratio, expand_act=cfg.expand_act,
                          expand_eps=cfg.expand_bn_eps, expand_momentum=cfg.expand_bn_momentum,
-                         pad_mode=cfg.pad_mode, block=cfg.extras_block, **norm)
+                         pad_mode=cfg.pad_mode, block=cfg.extras_block, expand=cfg.extras_expand, **norm)
+    if not cfg.use_fpn:
         head = SSDHead(neck.out_channels, cfg.num_default, cfg.num_classes,
                        separable=cfg.head_conv != "plain", kernel_size=cfg.head_kernel_size, **norm)
     if len(neck.out_channels) != num_levels:
@@ -77,12 +84,16 @@ def build_model(cfg: "Config", weights: Optional[str | Path] = None, *, init_bac
 
 def feature_sizes(cfg: "Config", backbone_strides: list[int]) -> list[tuple[int, int]]:
     """(height, width) of every pyramid level: backbone levels at ceil(size / stride), each
-    extra level a stride-2 conv of the previous (ceil(size / 2)). No forward pass needed."""
+    extra level a stride-2 conv of the previous (ceil(size / 2)); the VGG neck's unpadded
+    stride-1 levels are 2 smaller than the previous. No forward pass needed."""
     height, width = cfg.image_size
     sizes = [(math.ceil(height / s), math.ceil(width / s)) for s in backbone_strides]
     while len(sizes) < len(cfg.feature_size):
         h, w = sizes[-1]
-        sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
+        if cfg.extras_block == "vgg" and not cfg.use_fpn and cfg.extras_strides[len(sizes)] == 1:
+            sizes.append((h - 2, w - 2))
+        else:
+            sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
     return sizes
 
 
