@@ -117,6 +117,13 @@ BLOCKS = (
                 ("frozen_inference_graph.pb", str(person_graph()))), skip=(
         ("ssdzoo eval ssd_mobilenetv2 data_dir=data/coco_packed --checkpoint ssd_resnet50",
          "the TF2 zoo's RetinaNet checkpoint: " + DOWNLOAD + "; test_tensorflow_families checks the layout"),)),
+    Block("ssdzoo convert ssd300_vgg16_coco-b556d3b4.pth", skip=(
+        ("ssdzoo convert ssd300_vgg16_coco", "torchvision's COCO weights: " + DOWNLOAD),
+        ("ssdzoo predict --checkpoint ssd300_vgg16_coco", "torchvision's COCO weights: " + DOWNLOAD),
+        ("ssdzoo train demo", "needs ssd300.safetensors, converted from torchvision's COCO weights (" + DOWNLOAD
+         + "); test_torchvision_ssd fine-tunes a converted model"),
+        ("ssdzoo export ssd300.yaml", "needs the converted COCO weights (" + DOWNLOAD + "); test_torchvision_ssd "
+         "exports a converted SSDlite to int8"))),
     Block("ssdzoo benchmark", skip=(
         ("ssdzoo benchmark ssd_mobilenetv2 --device cuda", "a GPU"),
         ("ssdzoo benchmark", "minutes of measurements; test_benchmark runs the --quick path"))),
