@@ -75,7 +75,7 @@ def test_any_timm_backbone(backbone, indices, use_fpn):
 
 
 def test_layout_errors_name_the_expected_values():
-    with pytest.raises(ValueError, match=r"feature_size is \[19, 10, 5, 3, 2, 1\].*\[4, 2, 1, 1, 1, 1\]"):
+    with pytest.raises(ValueError, match=r"maps of \[4, 2, 1, 1, 1, 1\].*feature_size is \[19, 10, 5, 3, 2, 1\]"):
         ssdzoo.build_model(ssdzoo.load_config("ssd_mobilenetv2", ["image_size=[64, 64]"]))
     with pytest.raises(ValueError, match="num_ssd_boxes is 1000"):
         ssdzoo.build_model(ssdzoo.load_config("ssd_mobilenetv2", ["num_ssd_boxes=1000"]))
@@ -120,3 +120,15 @@ def test_torchvision_backbone_options_name_what_they_need():
             "backbone_reduced_tail=false", "backbone_use_head=true"]))
     with pytest.raises(ValueError, match="backbone_ceil_pools: 'features.99' matches no max-pool"):
         ssdzoo.build_model(ssdzoo.load_config("ssd300_vgg16", ["backbone_ceil_pools=[features.99]"]))
+
+
+def test_image_size_alone_names_both_anchor_keys_for_ssd_boxes():
+    """ssd_mobilenetv2 at another input size: the error gives feature_size and num_ssd_boxes to set."""
+    cfg = ssdzoo.load_config("ssd_mobilenetv2", ["image_size=[160,160]", "backbone_pretrained=false"])
+    with pytest.raises(ValueError, match=r"feature maps of \[10, 5, 3, 2, 1, 1\] and 540 default boxes, but "
+                                         r"feature_size is \[19, 10, 5, 3, 2, 1\] and num_ssd_boxes 1917: set both "
+                                         r"\(feature_size=\[10,5,3,2,1,1\] num_ssd_boxes=540\)"):
+        ssdzoo.build_model(cfg)
+    fixed = ssdzoo.load_config("ssd_mobilenetv2", ["image_size=[160,160]", "backbone_pretrained=false",
+                                                   "feature_size=[10,5,3,2,1,1]", "num_ssd_boxes=540"])
+    assert len(ssdzoo.default_boxes(fixed)) == 540

@@ -101,10 +101,13 @@ def check_anchor_layout(cfg: "Config", sizes: list[tuple[int, int]]) -> None:
     """The config's feature_size and num_ssd_boxes must be what the model and anchors give."""
     if not cfg.use_anchor_generator:
         expected = [h for h, _ in sizes]
-        if list(cfg.feature_size) != expected:
-            raise ValueError(f"feature_size is {list(cfg.feature_size)} but {cfg.backbone} at "
-                             f"image_size {list(cfg.image_size)} gives maps of {expected}")
     predicted = sum(h * w * b for (h, w), b in zip(sizes, cfg.num_default))
+    if not cfg.use_anchor_generator:
+        if list(cfg.feature_size) != expected:  # image_size changed alone: both anchor keys follow it
+            raise ValueError(f"{cfg.backbone} at image_size {list(cfg.image_size)} gives feature maps of "
+                             f"{expected} and {predicted} default boxes, but feature_size is "
+                             f"{list(cfg.feature_size)} and num_ssd_boxes {cfg.num_ssd_boxes}: set both "
+                             f"(feature_size=[{','.join(map(str, expected))}] num_ssd_boxes={predicted})")
     anchors = len(default_boxes(cfg))
     if predicted != anchors:
         raise ValueError(f"the model predicts {predicted} boxes but the anchor settings give {anchors}")
