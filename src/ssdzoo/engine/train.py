@@ -104,6 +104,7 @@ def train(cfg: Config, *, resume: Optional[str | Path] = None, epochs: Optional[
         raise ValueError("--resume continues a run, --weights starts a new one from a model: give one of them "
                          "(with --resume auto, --weights is used only when there is nothing to continue)")
     from ..data import resolve_classes
+    from ..data.dataset import close_loader
 
     cfg = resolve_classes(cfg)
     info = DistInfo.from_env()
@@ -114,8 +115,11 @@ def train(cfg: Config, *, resume: Optional[str | Path] = None, epochs: Optional[
     try:
         plan = _agreed_plan(RunFolder(cfg.ckpt_save_dir), resume, overwrite, info, group)
         fresh = not plan.resume
-        return _Run(cfg, info, device, group, progress_bar, weights=weights if fresh else None,
-                    init_backbone=fresh).fit(plan, epochs)
+        run = _Run(cfg, info, device, group, progress_bar, weights=weights if fresh else None, init_backbone=fresh)
+        try:
+            return run.fit(plan, epochs)
+        finally:
+            close_loader(run.loader)  # every way out ends the loader's workers (no waiting on them at exit)
     finally:
         if info.enabled:
             torch.distributed.destroy_process_group()

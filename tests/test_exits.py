@@ -1,0 +1,97 @@
+"""Every way a run stops ends the process and its loader workers: a failed checkpoint write into
+a full filesystem, a bug in the data path (which stops with its traceback instead of being counted
+as an unreadable image), and a script that loops over ``make_loader`` at module level."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from tiny import TINY_CONFIG, make_tiny_shapes
+
+from ssdzoo.cli import main
+from ssdzoo.data import dataset as dataset_module
+from ssdzoo.data.dataset import InternalError
+from ssdzoo.engine.checkpoint import load_checkpoint
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    return make_tiny_shapes(tmp_path_factory.mktemp("shapes"))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_bug_in_the_transform_stops_training_with_its_traceback(shapes, tmp_path, monkeypatch, caplog, workers):
+    def broken_transform(*args, **kwargs):
+        raise ValueError("injected bug")
+
+    monkeypatch.setattr(dataset_module, "train_transform", broken_transform)  # forked workers inherit it
+    with pytest.raises(InternalError, match="injected bug") as stopped:
+        main(["train", str(TINY_CONFIG), f"data_dir={shapes}", f"ckpt_save_dir={tmp_path}",
+              f"num_parallel_workers={workers}", "eval_while_train=false"])
+    assert "internal error" in str(stopped.value) and "cannot be decoded" not in caplog.text
+    if workers:  # the worker's traceback travels in the message
+        assert "broken_transform" in str(stopped.value)
+    else:
+        assert isinstance(stopped.value.__cause__, ValueError)
+    assert not (tmp_path / "last.pt").exists()
+
+
+def test_a_failed_write_into_a_full_filesystem_exits_with_loader_workers(shapes, tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root here")
+    try:
+        run = mount / "run"
+        command = [sys.executable, "-m", "ssdzoo", "train", str(TINY_CONFIG), f"data_dir={shapes}",
+                   f"ckpt_save_dir={run}", "num_parallel_workers=1", "eval_while_train=false", "--epochs", "1"]
+        first = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stderr[-3000:]
+        # fill the filesystem but for 64 kB: the records fit, the next last.pt does not
+        free = os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
+        assert free > (run / "last.pt").stat().st_size + 65536
+        (mount / "filler").write_bytes(b"\0" * (free - 65536))
+        start = time.monotonic()
+        second = subprocess.run([*command, "--resume", "auto"], env=ENV, capture_output=True, text=True,
+                                timeout=120)
+        seconds = time.monotonic() - start
+        assert second.returncode == 2, second.stderr[-3000:]
+        assert f"ssdzoo train: error: cannot write {run / 'last.pt'}: No space left on device (the previous " \
+               "file is intact)" in second.stderr
+        assert seconds < 60, f"took {seconds:.0f} s to exit"
+        assert load_checkpoint(run / "last.pt")["epoch"] == 1
+        assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+LOOP = textwrap.dedent("""
+    import sys
+    import ssdzoo
+    from ssdzoo.data import make_loader
+
+    cfg = ssdzoo.load_config(sys.argv[1], [f"data_dir={sys.argv[2]}", "num_parallel_workers=2"])
+    dataset = ssdzoo.load_dataset(sys.argv[2], cfg, train=True)
+    loader = make_loader(dataset, cfg, train=True)
+    for epoch in range(2):
+        loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            pass
+    print("looped", flush=True)
+""")
+
+
+def test_a_module_level_loader_loop_exits(shapes, tmp_path):
+    script = tmp_path / "loop.py"
+    script.write_text(LOOP)
+    done = subprocess.run([sys.executable, str(script), str(TINY_CONFIG), str(shapes)], env=ENV,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "looped\n", done.stderr[-3000:]
