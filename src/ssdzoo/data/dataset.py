@@ -133,6 +133,11 @@ class DetectionDataset(Dataset):
     def coco_ground_truth(self) -> dict:
         return self.index.coco_ground_truth()
 
+    @property
+    def background_images(self) -> int:
+        """Images without boxes (kept as background: they train the classifier's negatives)."""
+        return int((np.diff(self.index.box_offsets) == 0).sum())
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 

@@ -360,8 +360,10 @@ class _Run:
             self.folder.remove_stale_temporaries()
             write_bytes(self.out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
             self.records = TrainingRecords(self.out_dir, resume=bool(plan.resume), purge_step=self.progress.step)
-            log.info("training %s on %s: %d images, %d steps/epoch x %d epochs, batch %d x %d device(s), %s",
-                     cfg.backbone, self.device, len(self.train_set), self.steps_per_epoch, cfg.epoch_size,
+            background = self.train_set.background_images
+            log.info("training %s on %s: %d images%s, %d steps/epoch x %d epochs, batch %d x %d device(s), %s",
+                     cfg.backbone, self.device, len(self.train_set),
+                     f" ({background} background)" if background else "", self.steps_per_epoch, cfg.epoch_size,
                      cfg.batch_size, info.world_size, self.amp_dtype or "fp32")
         stop = cfg.epoch_size if epochs is None else min(cfg.epoch_size, self.progress.epoch + epochs)
         self.metrics = None
