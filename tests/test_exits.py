@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from tiny import TINY_CONFIG, make_tiny_shapes
@@ -95,3 +96,27 @@ def test_a_module_level_loader_loop_exits(shapes, tmp_path):
     done = subprocess.run([sys.executable, str(script), str(TINY_CONFIG), str(shapes)], env=ENV,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout == "looped\n", done.stderr[-3000:]
+
+
+RUNNER = Path(__file__).with_name("fault_runner.py")
+
+
+@pytest.mark.parametrize("fault, status, message", [
+    ("enospc@3", 1, "ssdzoo train: error: cannot write {run}/last.pt: No space left on device"),
+    ("error-rank1@3", 1, "ssdzoo train: error: injected data error on rank 1"),
+    ("sigterm-agent@3", None, "ssdzoo train: stopped by SIGTERM"),
+])
+def test_every_rank_and_its_loader_workers_end_under_torchrun(shapes, tmp_path, fault, status, message):
+    """torchrun --nproc_per_node 2 (gloo), one loader worker per rank: a full disk on rank 0, a
+    data error on rank 1 or a SIGTERM to the job ends every process within seconds."""
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(RUNNER), fault, "train", str(TINY_CONFIG), f"data_dir={shapes}", f"ckpt_save_dir={run}",
+               "batch_size=2", "freeze_bn=true", "num_parallel_workers=1", "eval_while_train=false"]
+    start = time.monotonic()
+    done = subprocess.run(command, env={**ENV, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}, capture_output=True,
+                          text=True, timeout=120)
+    seconds = time.monotonic() - start
+    assert done.returncode != 0 and (status is None or done.returncode == status), done.stderr[-3000:]
+    assert message.format(run=run) in done.stderr, done.stderr[-3000:]
+    assert seconds < 60, f"took {seconds:.0f} s"
