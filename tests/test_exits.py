@@ -5,6 +5,7 @@ as an unreadable image), and a script that loops over ``make_loader`` at module 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -120,3 +121,44 @@ def test_every_rank_and_its_loader_workers_end_under_torchrun(shapes, tmp_path, 
     assert done.returncode != 0 and (status is None or done.returncode == status), done.stderr[-3000:]
     assert message.format(run=run) in done.stderr, done.stderr[-3000:]
     assert seconds < 60, f"took {seconds:.0f} s"
+
+
+def _session_processes(sid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # field 6 of stat: the session id
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_whole_job_ends_training_and_its_workers(shapes, tmp_path, signum):
+    """Ctrl-C in a terminal or a scheduler's SIGTERM reaches every process of the job: the
+    workers ignore it, the main process saves, stops with its status, and no worker is left."""
+    command = [sys.executable, "-m", "ssdzoo", "train", str(TINY_CONFIG), f"data_dir={shapes}",
+               f"ckpt_save_dir={tmp_path}", "num_parallel_workers=2", "eval_while_train=false", "epoch_size=50",
+               "log_interval=1"]
+    job = subprocess.Popen(command, env=ENV, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        for line in job.stderr:
+            if "epoch 1/50 step 2/4" in line:
+                break
+        os.killpg(job.pid, signum)
+        start = time.monotonic()
+        rest = job.stderr.read()
+        job.wait(timeout=60)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert time.monotonic() - start < 60
+    assert job.returncode == 128 + signum, rest[-3000:]
+    assert f"ssdzoo train: stopped by {signal.Signals(signum).name}" in rest
+    deadline = time.monotonic() + 10
+    while _session_processes(job.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _session_processes(job.pid), "loader workers outlived the run"
