@@ -16,6 +16,7 @@ import pytest
 from tiny import TINY_CONFIG, make_tiny_shapes
 
 from ssdzoo.cli import main
+from ssdzoo.data import PackedSplit, prepare_coco
 from ssdzoo.data import dataset as dataset_module
 from ssdzoo.data.dataset import InternalError
 from ssdzoo.engine.checkpoint import load_checkpoint
@@ -162,3 +163,28 @@ def test_a_signal_to_the_whole_job_ends_training_and_its_workers(shapes, tmp_pat
     while _session_processes(job.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _session_processes(job.pid), "loader workers outlived the run"
+
+
+@pytest.mark.parametrize("case", ["diverged", "unreadable"])
+def test_a_diverged_run_or_too_many_unreadable_images_exits_with_loader_workers(shapes, tmp_path, case):
+    data, overrides = shapes, ["lr=1000000000000.0", "lr_init=1000000000000.0", "grad_clip=0"]
+    if case == "unreadable":  # bit rot in a packed shard: the first training image lost its header
+        data = tmp_path / "packed"
+        prepare_coco(shapes, data, splits=["train2017"], progress=False)
+        split = PackedSplit(data / "train2017")
+        shard = data / "train2017" / split.manifest["shards"][int(split.shard_of[0])]["file"]
+        rotten = bytearray(shard.read_bytes())
+        start = rotten.find(split.read(0))
+        rotten[start:start + 4] = b"\0\0\0\0"
+        shard.write_bytes(bytes(rotten))
+        overrides = ["max_unreadable_share=0"]
+    command = [sys.executable, "-m", "ssdzoo", "train", str(TINY_CONFIG), f"data_dir={data}",
+               f"ckpt_save_dir={tmp_path / 'run'}", "num_parallel_workers=2", "eval_while_train=false", *overrides]
+    start = time.monotonic()
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - start < 60
+    if case == "diverged":
+        assert done.returncode == 1 and "ssdzoo train: error: the loss became" in done.stderr, done.stderr[-3000:]
+    else:
+        assert done.returncode == 2 and "1 training images could not be decoded in epoch 1" in done.stderr, \
+            done.stderr[-3000:]
