@@ -53,7 +53,7 @@ def die_with_parent(parent_pid: int) -> None:
 def loader_worker_signals() -> None:
     """In a loader worker (its main thread, before other threads start): ignore SIGINT, and
     SIGTERM unless the parent sends it (multiprocessing's ``terminate``), which ends the worker
-    at once; the worker also ends when the parent dies (``die_with_parent``)."""
+    at once."""
     parent_pid = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not hasattr(signal, "sigwaitinfo"):  # not POSIX: ignore SIGTERM as before
@@ -65,7 +65,9 @@ def loader_worker_signals() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     threading.Thread(target=_end_on_parents_sigterm, args=(parent_pid,), name="sigterm-from-parent",
                      daemon=True).start()
-    die_with_parent(parent_pid)
+    # no die_with_parent here: PR_SET_PDEATHSIG fires when the parent *thread* ends, and a loader
+    # may be iterated first from a thread that ends before the loader does; torch's own watchdog
+    # ends a worker within seconds of the parent's death
 
 
 def _end_on_parents_sigterm(parent_pid: int) -> None:

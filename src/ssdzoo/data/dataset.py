@@ -394,9 +394,9 @@ def seed_worker(worker_id: int, *, seed: int, rank: int) -> None:
     """Seed the global generators of a loader worker (augmentation itself uses per-item ones).
 
     Workers ignore the SIGTERM and SIGINT a scheduler or a terminal sends to every process of
-    the job (the main process stops training cleanly on them), obey their parent's SIGTERM
-    (how multiprocessing ends them when the main process exits) and die with it
-    (workers.loader_worker_signals)."""
+    the job (the main process stops training cleanly on them) but obey their parent's SIGTERM,
+    which is how multiprocessing ends them when the main process exits
+    (workers.loader_worker_signals); torch's watchdog ends them when the parent dies."""
     loader_worker_signals()
     worker_seed = int(np.random.SeedSequence((seed, rank, worker_id)).generate_state(1)[0])
     random.seed(worker_seed)
