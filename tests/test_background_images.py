@@ -9,6 +9,7 @@ import logging
 import math
 
 import torch
+from test_property_data import KINDS, _viewed_size, encode_image
 from tiny import TINY_CONFIG, tiny_config
 
 from ssdzoo.cli import main
@@ -29,20 +30,34 @@ def _train(packed, run, caplog, *extra: str) -> None:
 
 
 def test_a_coco_export_with_40_percent_background_images_trains_whole(tmp_path, caplog):
+    """15 synthetic images plus one of each image kind (grayscale, CMYK, progressive JPEG, 16-bit,
+    palette and RGBA PNG, BMP, TIFF, WebP; EXIF-rotated where the format has EXIF): 25 in all,
+    10 of them (40%) without annotations. Every image packs and two epochs train, none skipped."""
     source = tmp_path / "export"
     make_synthetic_coco(source, seed=5, num_train=15, num_val=5, progress=False, spec=SPEC)
     packed = tmp_path / "packed"
     for split in ("train2017", "val2017"):
         path = source / "annotations" / f"instances_{split}.json"
         coco = json.loads(path.read_text())
+        if split == "train2017":
+            for k, kind in enumerate(KINDS):
+                data, suffix = encode_image(kind, 72, 56, 6, seed=k)
+                name = f"kind-{kind}{suffix}"
+                (source / split / name).write_bytes(data)
+                width, height = _viewed_size(kind, 72, 56, 6)
+                image_id = 1000 + k
+                coco["images"].append({"id": image_id, "file_name": name, "width": width, "height": height})
+                coco["annotations"].append({"id": 5000 + k, "image_id": image_id, "category_id": 1 + k % 3,
+                                            "bbox": [10.0, 8.0, 30.0, 24.0], "area": 720.0, "iscrowd": 0})
         background = {image["id"] for k, image in enumerate(coco["images"]) if k % 5 in (0, 2)}  # 40%
         coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] not in background]
         path.write_text(json.dumps(coco))
         summary = prepare_coco_export(path, packed, split=split, images=source / split, progress=False)[split]
         assert summary["images"] == len(coco["images"]) and summary["background_images"] == len(background)
-    assert PackedSplit(packed / "train2017").summary["background_images"] == 6
+        assert not summary["skipped"]
+    assert PackedSplit(packed / "train2017").summary["background_images"] == 10
     _train(packed, tmp_path / "run", caplog, "epoch_size=2", "batch_size=5")
-    assert "training test_efficientnet on cpu: 15 images (6 background)" in caplog.text
+    assert "training test_efficientnet on cpu: 25 images (10 background)" in caplog.text
     assert "cannot be decoded" not in caplog.text and "skipped" not in caplog.text
     assert "epoch 2/2: loss" in caplog.text
 
