@@ -67,22 +67,36 @@ for recipe in sys.argv[1:]:  # what `ssdzoo info RECIPE` runs, in one process (t
 """
 
 
+SYNTH_AND_PREPARE = """
+from ssdzoo.cli import main
+assert main(["synth", "shapes", "--train", "16", "--val", "4", "--workers", "1"]) == 0
+assert main(["prepare", "coco", "shapes", "packed", "--workers", "1"]) == 0
+"""
+
+
 def test_the_installed_wheel_finds_its_recipes_and_trains_the_demo(installed, tmp_path):
     outside = tmp_path / "elsewhere"  # no configs/ and no src/ here
     outside.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    info = subprocess.run([sys.executable, "-c", INFO_EVERY_RECIPE, *RECIPES], cwd=outside,
-                          env={**env, "PYTHONPATH": str(installed)}, capture_output=True, text=True, timeout=120)
-    assert info.returncode == 0, info.stderr[-3000:]
-    imported, *infos = info.stdout.splitlines()
+    env.update(PYTHONPATH=str(installed), OMP_NUM_THREADS="1")
+    # `ssdzoo info` of every recipe runs beside the training chain (each process imports torch)
+    info = subprocess.Popen([sys.executable, "-c", INFO_EVERY_RECIPE, *RECIPES], cwd=outside, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        data = subprocess.run([sys.executable, "-c", SYNTH_AND_PREPARE], cwd=outside, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert data.returncode == 0, data.stderr[-2000:]
+        train = _ssdzoo(installed, outside, "train", "demo", "data_dir=packed", "ckpt_save_dir=run", "epoch_size=1",
+                        "batch_size=8", "eval_while_train=false")  # the installed console script
+        assert train.returncode == 0, train.stderr[-3000:]
+        assert "last checkpoint: run/last.pt" in train.stdout and (outside / "run" / "last.pt").is_file()
+        stdout, stderr = info.communicate(timeout=300)
+    finally:
+        if info.poll() is None:
+            info.kill()
+            info.wait()
+    assert info.returncode == 0, stderr[-3000:]
+    imported, *infos = stdout.splitlines()
     assert Path(imported).is_relative_to(installed), imported  # the wheel's copy, not src/
     assert RECIPES == ["demo", "ssd_mobilenetv2", "ssd_mobilenetv3", "ssd_resnet50_fpn"]
     assert len(infos) == len(RECIPES) and all('"anchors"' in line for line in infos)
-    synth = _ssdzoo(installed, outside, "synth", "shapes", "--train", "16", "--val", "4", "--workers", "1")
-    assert synth.returncode == 0, synth.stderr[-2000:]
-    prepare = _ssdzoo(installed, outside, "prepare", "coco", "shapes", "packed", "--workers", "1")
-    assert prepare.returncode == 0, prepare.stderr[-2000:]
-    train = _ssdzoo(installed, outside, "train", "demo", "data_dir=packed", "ckpt_save_dir=run", "epoch_size=1",
-                    "batch_size=8", "eval_while_train=false")
-    assert train.returncode == 0, train.stderr[-3000:]
-    assert "last checkpoint: run/last.pt" in train.stdout and (outside / "run" / "last.pt").is_file()
