@@ -148,3 +148,27 @@ def test_voc_metric_by_hand():
     # counted as an ordinary box, D is found by the 0.8 detection: TP TP FP TP FP of 3 boxes
     plain = voc_evaluation(no_difficult, results).per_class["one"]
     assert plain["ground_truth"] == 3 and plain["voc10_AP50"] == pytest.approx((1 + 1 + 0.75) / 3)
+
+
+ID_SCHEMES = {"from 0": lambda k: k, "from 1": lambda k: k + 1, "with gaps": lambda k: 7 * k + 3,
+              "large": lambda k: 2**40 + k}
+
+
+def test_any_annotation_id_scheme_gives_the_same_ap_and_nothing_is_renumbered():
+    """COCOeval reads annotation id 0 as "unmatched": an export numbered from 0 (Roboflow's) must
+    still score its own ground truth as perfect, and every scheme must give pycocotools' numbers
+    for the file numbered from 1."""
+    gt, results = _ground_truth_and_results(seed=2)
+    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": list(a["bbox"]), "score": 0.9}
+               for a in gt["annotations"]]
+    reference = coco_stats(gt, results)
+    for scheme, number in ID_SCHEMES.items():
+        renumbered = copy.deepcopy(gt)
+        for k, ann in enumerate(renumbered["annotations"]):
+            ann["id"] = number(k)
+        seen = copy.deepcopy(renumbered)
+        rows = copy.deepcopy(results)
+        assert coco_stats(renumbered, rows) == reference, scheme
+        assert renumbered == seen and rows == results, scheme  # the caller's ids are left as they are
+        exact = coco_stats(renumbered, perfect)
+        assert exact["AP"] == exact["AP50"] == 1.0, (scheme, exact)

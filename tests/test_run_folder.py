@@ -137,3 +137,19 @@ def test_temporaries_of_killed_writers_are_removed_at_start(tmp_path):
         path.write_bytes(b"half")
     RunFolder(tmp_path).remove_stale_temporaries()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])
+
+
+def test_keep_checkpoint_max_with_evaluation_every_epoch_leaves_only_what_it_keeps(shapes, tmp_path, caplog):
+    run = tmp_path / "run"
+    args = ["train", str(TINY_CONFIG), f"data_dir={shapes}", f"ckpt_save_dir={run}", "keep_checkpoint_max=1",
+            "eval_while_train=true", "eval_start_epoch=1", "eval_interval=1", "epoch_size=3"]
+    assert main([*args, "--epochs", "2"]) == 0
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no hidden link of a pruned epoch
+    assert [e for e, _ in RunFolder(run).epoch_checkpoints()] == [2]
+    with caplog.at_level(logging.INFO):
+        assert main([*args, "--resume", "auto"]) == 0
+    assert "removing" not in caplog.text
+    names = sorted(p.name for p in run.iterdir())
+    assert [n for n in names if n.endswith(".pt")] == ["best.pt", "epoch_0003.pt", "last.pt"]
+    assert not [n for n in names if n.startswith(".")]
+    assert load_checkpoint(run / "epoch_0003.pt")["epoch"] == 3

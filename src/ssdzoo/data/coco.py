@@ -77,33 +77,35 @@ def read_coco_json(path: str | Path, images_dir: str | Path | None = None) -> So
 
     annotated = np.zeros(len(image_ids), dtype=bool)
     rows, ids, labels, bboxes, areas, crowds = [], [], [], [], [], []
-    numbers = (int, float)  # exact types: a JSON true/false is not a number here
     for position, ann in enumerate(raw["annotations"], 1):  # plain type checks: once per annotation
         if type(ann) is not dict:
             drop("invalid_box", "not a JSON object", position, ann)
             continue
         image_id, category_id = ann.get("image_id"), ann.get("category_id")
-        row = row_of.get(image_id) if type(image_id) is int else None
+        row = row_of.get(image_id) if _is_int(image_id) else None
         if row is None:
             drop("unknown_image", f"image_id {image_id!r} is not in images", position, ann)
             continue
         annotated[row] = True
-        label = label_of.get(category_id) if type(category_id) is int else None
+        label = label_of.get(category_id) if _is_int(category_id) else None
         if label is None:
             drop("unknown_category", f"category_id {category_id!r} is not in categories", position, ann)
             continue
         bbox = ann.get("bbox")
-        if not (type(bbox) is list and len(bbox) == 4 and type(bbox[0]) in numbers
-                and type(bbox[1]) in numbers and type(bbox[2]) in numbers and type(bbox[3]) in numbers):
-            drop("invalid_box", f"bbox is not four numbers: {str(bbox)[:60]}", position, ann)
+        crowd = ann.get("iscrowd", 0)
+        if not (type(bbox) is list and len(bbox) == 4 and _is_number(bbox[0]) and _is_number(bbox[1])
+                and _is_number(bbox[2]) and _is_number(bbox[3])) or crowd not in (0, 1):
+            # (NaN and infinite values are counted as not finite later)
+            drop("invalid_box", f"bbox is not four numbers or iscrowd not 0/1: {str(bbox)[:60]}, "
+                                f"iscrowd {str(crowd)[:10]}", position, ann)
             continue
         area = ann.get("area")
         rows.append(row)
-        ids.append(ann.get("id"))
+        ids.append(ann.get("id") if _is_int(ann.get("id")) else None)
         labels.append(label)
         bboxes.append(bbox)
-        areas.append(area if type(area) in numbers and area > 0 else bbox[2] * bbox[3])
-        crowds.append(1 if ann.get("iscrowd") else 0)
+        areas.append(area if _is_number(area) and area > 0 else bbox[2] * bbox[3])
+        crowds.append(int(crowd))
     del raw
     return source_split(
         origin={"format": "coco", "annotations": str(path), "images": str(images_dir)},
@@ -172,8 +174,8 @@ def _read_images(entries: list, path: Path) -> tuple[np.ndarray, tuple[str, ...]
             raise ValueError(f"{path}: images[{i}] needs an integer 'id' and a 'file_name'")
         ids.append(image["id"])
         names.append(image["file_name"])
-        heights.append(image["height"] if _is_int(image.get("height")) and image["height"] > 0 else -1)
-        widths.append(image["width"] if _is_int(image.get("width")) and image["width"] > 0 else -1)
+        heights.append(image["height"] if _is_int(image.get("height")) and image["height"] > 0 else -1)  # -1: from
+        widths.append(image["width"] if _is_int(image.get("width")) and image["width"] > 0 else -1)  # the file
     image_ids = np.asarray(ids, dtype=np.int64)
     if len(np.unique(image_ids)) != len(image_ids):
         duplicate = Counter(ids).most_common(1)[0][0]
@@ -183,7 +185,7 @@ def _read_images(entries: list, path: Path) -> tuple[np.ndarray, tuple[str, ...]
 
 def _fill_missing_ids(ids: list) -> list[int]:
     """Annotation ids, with ones after the largest for annotations that have none."""
-    missing = [k for k, ann_id in enumerate(ids) if type(ann_id) is not int]
+    missing = [k for k, ann_id in enumerate(ids) if ann_id is None]
     if missing:
         next_id = 1 + max((i for i in ids if type(i) is int), default=0)
         for offset, k in enumerate(missing):
@@ -191,5 +193,14 @@ def _fill_missing_ids(ids: list) -> list[int]:
     return ids
 
 
+_INT64 = 2**63
+
+
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A JSON integer an int64 holds (ids, sizes); true and false are not integers here."""
+    return type(value) is int and -_INT64 <= value < _INT64
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number a float64 holds (coordinates, areas; NaN included: counted later)."""
+    return type(value) is float or _is_int(value)

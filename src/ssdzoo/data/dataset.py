@@ -15,7 +15,9 @@ same augmentation as an uninterrupted one.
 Rotten data: a training item whose image no longer decodes (bit rot in a shard, a file gone
 from a raw folder) becomes a ``SkippedImage``; the collate leaves it out of the batch and lists
 its index in ``Batch.skipped``, and the training loop counts and reports it. Evaluation items
-still fail loudly: a metric over fewer images would be a different metric.
+still fail loudly: a metric over fewer images would be a different metric. Only reading and
+decoding can skip: any other failure of an item (a bug in the augmentation) is an
+``InternalError`` that stops training with its traceback, never a count against the data.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import signal
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, Optional, Sequence, Union
@@ -33,6 +34,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
+from ..workers import loader_worker_signals
 from .coco import annotation_path, is_training_split, read_coco_json, resolve_image
 from .images import ImageFileError, probe_image_file
 from .index import DetectionIndex, IndexBuilder, candidate_images, check_size, summary_counts
@@ -55,6 +57,11 @@ class Sample(NamedTuple):
     labels: Tensor  # (G,) int64, 1..K
     image_id: int  # COCO image id
     image_hw: Tensor  # (2,) int64: the original (height, width)
+
+
+class InternalError(RuntimeError):
+    """A failure of ssdzoo's own data path (not of the data): training stops with its traceback.
+    Only a file that cannot be read or decoded is a ``SkippedImage``."""
 
 
 class SkippedImage(NamedTuple):
@@ -126,11 +133,24 @@ class DetectionDataset(Dataset):
     def coco_ground_truth(self) -> dict:
         return self.index.coco_ground_truth()
 
+    @property
+    def background_images(self) -> int:
+        """Images without boxes (kept as background: they train the classifier's negatives)."""
+        return int((np.diff(self.index.box_offsets) == 0).sum())
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def unreadable(self, i: int, err: Exception) -> SkippedImage:
+        """A file that cannot be read or decoded: skipped (``skip_unreadable``), else an error."""
+        file_name = self.index.file_names[i].as_py()
+        if self.skip_unreadable:
+            log.warning("%s: image %s cannot be decoded (%s): skipped", self.source, file_name, err)
+            return SkippedImage(i, file_name, str(err))
+        raise RuntimeError(f"{self.source}: image {file_name}: {err}") from err
 
     def __getitem__(self, key: Union[int, SampleKey]) -> Union[Sample, SkippedImage]:
         if isinstance(key, tuple):
@@ -142,8 +162,11 @@ class DetectionDataset(Dataset):
         i = int(i) % len(self)
         boxes_xyxy, labels = self.index.boxes_of(i)
         image_hw = (int(self.index.heights[i]), int(self.index.widths[i]))
-        try:
+        try:  # read: a missing or unreadable file, a damaged shard (pyarrow: OSError, ArrowInvalid)
             data = self.images.read(i)
+        except (OSError, ValueError, ImageFileError) as err:
+            return self.unreadable(i, err)
+        try:
             if self.train:
                 out = train_transform(data, boxes_xyxy, labels, image_hw=image_hw, size_hw=self.size_hw,
                                       rng=np.random.default_rng((seed, epoch, i)), mean=self.mean, std=self.std,
@@ -151,12 +174,13 @@ class DetectionDataset(Dataset):
             else:
                 out = eval_transform(data, boxes_xyxy, labels, image_hw=image_hw, size_hw=self.size_hw,
                                      mean=self.mean, std=self.std, resize_mode=self.resize_mode)
-        except (OSError, ValueError, ImageFileError) as err:
+        except ImageFileError as err:  # images.decode: the bytes do not decode
+            return self.unreadable(i, err)
+        except Exception as err:  # anything else is ssdzoo's fault, never the data's: stop
             file_name = self.index.file_names[i].as_py()
-            if self.skip_unreadable:
-                log.warning("%s: image %s cannot be decoded (%s): skipped", self.source, file_name, err)
-                return SkippedImage(i, file_name, str(err))
-            raise RuntimeError(f"{self.source}: image {file_name}: {err}") from err
+            raise InternalError(f"internal error: {'training' if self.train else 'evaluation'} transform of "
+                                f"{self.source}: image {file_name} failed with {type(err).__name__}: {err} "
+                                "(a bug in ssdzoo, not in the data: please report it with the traceback)") from err
         return Sample(
             image=out.image,
             boxes_xyxy=torch.from_numpy(out.boxes_xyxy_norm),
@@ -369,11 +393,11 @@ class RankSampler(Sampler):
 def seed_worker(worker_id: int, *, seed: int, rank: int) -> None:
     """Seed the global generators of a loader worker (augmentation itself uses per-item ones).
 
-    Workers ignore SIGTERM and SIGINT: a scheduler or a terminal signals every process of the
-    job, and the main process, which stops training cleanly on them, ends its workers itself
-    (they also exit when it dies)."""
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, signal.SIG_IGN)
+    Workers ignore the SIGTERM and SIGINT a scheduler or a terminal sends to every process of
+    the job (the main process stops training cleanly on them) but obey their parent's SIGTERM,
+    which is how multiprocessing ends them when the main process exits
+    (workers.loader_worker_signals); torch's watchdog ends them when the parent dies."""
+    loader_worker_signals()
     worker_seed = int(np.random.SeedSequence((seed, rank, worker_id)).generate_state(1)[0])
     random.seed(worker_seed)
     np.random.seed(worker_seed)
@@ -404,6 +428,16 @@ def _note_worker_cap(requested: int, cap: int, cores: int, processes: int) -> No
     shared = f", shared by {processes} training processes" if processes > 1 else ""
     log.info("num_parallel_workers %d capped at %d: this process may use %d CPU core%s%s", requested, cap,
              cores, "s" if cores > 1 else "", shared)
+
+
+def close_loader(loader: DataLoader) -> None:
+    """End ``loader``'s worker processes now and wait for them (persistent workers otherwise live
+    as long as the loader; the next iteration starts new ones). Every exit path of training
+    calls it, so that no worker outlives a failed run."""
+    iterator = getattr(loader, "_iterator", None)  # torch keeps persistent workers' iterator here
+    loader._iterator = None
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
 
 
 def make_loader(dataset: DetectionDataset, cfg: "Config", *, train: bool, rank: int = 0,

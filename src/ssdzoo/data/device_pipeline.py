@@ -144,21 +144,17 @@ class EncodedItems(Dataset):
         else:
             drawn = eval_augmentation(boxes_xyxy, labels, image_hw=image_hw, size_hw=ds.size_hw,
                                       resize_mode=ds.resize_mode)
-        try:
-            image = encode_image(ds.images.read(i))
+        try:  # the dataset's rule: a file that cannot be read or decoded is skipped, anything else stops
+            data = ds.images.read(i)
         except (OSError, ValueError, ImageFileError) as err:
-            return _unreadable(ds, i, err)
+            return ds.unreadable(i, err)
+        try:
+            image = encode_image(data)
+        except ImageFileError as err:
+            return ds.unreadable(i, err)
         return EncodedSample(i, image, drawn.augmentation, torch.from_numpy(drawn.boxes_xyxy_norm),
                              torch.from_numpy(drawn.labels), int(ds.index.image_ids[i]),
                              torch.tensor(image_hw, dtype=torch.int64))
-
-
-def _unreadable(ds: "DetectionDataset", i: int, err: Exception) -> SkippedImage:
-    file_name = ds.index.file_names[i].as_py()
-    if ds.skip_unreadable:
-        log.warning("%s: image %s cannot be decoded (%s): skipped", ds.source, file_name, err)
-        return SkippedImage(i, file_name, str(err))
-    raise RuntimeError(f"{ds.source}: image {file_name}: {err}") from err
 
 
 class EncodedImages(NamedTuple):

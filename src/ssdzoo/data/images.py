@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -66,12 +67,28 @@ class ImageFile(NamedTuple):
 
 
 def exif_orientation(image: Image.Image) -> int:
-    """The EXIF orientation (1..8) of an opened image; 1 without a tag or with a bad one."""
+    """The EXIF orientation (1..8) still to apply to an opened image; 1 without a tag, with a bad
+    one, or where Pillow applies it itself (its TIFF reader, in recent releases)."""
+    if image.format == "TIFF" and _pillow_orients_tiff():
+        return 1
     try:
         value = image.getexif().get(EXIF_ORIENTATION, 1)
     except Exception:  # a damaged EXIF block: the pixels are still usable as stored
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+@lru_cache(maxsize=None)
+def _pillow_orients_tiff() -> bool:
+    """Whether this Pillow turns a TIFF upright by its orientation tag itself (Pillow 13 does:
+    the opened image already has the shown size, yet getexif() still reports the tag; applying
+    it again would turn the image twice). Found out once on a 2x1 TIFF tagged orientation 6."""
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    buffer = io.BytesIO()
+    Image.new("L", (2, 1)).save(buffer, format="TIFF", exif=exif.tobytes())
+    with Image.open(buffer) as image:
+        return image.size == (1, 2)
 
 
 def viewed_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:

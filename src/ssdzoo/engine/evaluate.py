@@ -68,7 +68,7 @@ def coco_evaluation(ground_truth: dict, results: list[dict],
     categories = sorted(ground_truth["categories"], key=lambda c: c["id"])
     names = [c["name"] for c in categories]
     with contextlib.redirect_stdout(io.StringIO()):  # faster-coco-eval prints its own progress
-        gt = COCO(ground_truth)
+        gt = COCO(_numbered_from_one(ground_truth))
         evaluated = sorted(image_ids if image_ids is not None else gt.getImgIds())
         counts = _ground_truth_counts(ground_truth, categories, set(evaluated))
         recall = np.linspace(0.0, 1.0, 101)
@@ -92,6 +92,18 @@ def coco_evaluation(ground_truth: dict, results: list[dict],
         ap50 = float(p[0][p[0] > -1].mean()) if (p[0] > -1).any() else None
         per_class[name] = {"AP": ap, "AP50": ap50, **counts[name]}
     return CocoEvaluation(stats, names, per_class, recall, precision)
+
+
+def _numbered_from_one(ground_truth: dict) -> dict:
+    """``ground_truth`` with its annotations numbered 1..N in their order, for COCOeval alone.
+
+    COCOeval records a detection's match by the ground truth's annotation id and reads id 0 as
+    "unmatched": every detection of an annotation numbered 0 (Roboflow's exports start there)
+    would count as a false positive. Duplicate ids would merge annotations in its index. The ids
+    appear in nothing COCOeval reports, so its numbers are those of the user's file, whatever
+    its numbering; the caller's dict (and every image and category id) is left as it is."""
+    annotations = [{**ann, "id": k} for k, ann in enumerate(ground_truth["annotations"], start=1)]
+    return {**ground_truth, "annotations": annotations}
 
 
 def _ground_truth_counts(ground_truth: dict, categories: list[dict], image_ids: set) -> dict[str, dict]:

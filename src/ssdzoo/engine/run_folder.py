@@ -143,14 +143,14 @@ class RunFolder:
             log.info("%s: removed the previous run's %s", self.path, ", ".join(removed))
 
     def remove_stale_temporaries(self) -> None:
-        """Temporary files a killed writer left (SIGKILL mid-write; they are never read as
+        """Temporary files an earlier run left (a writer killed mid-write; never read as
         checkpoints), unless the process that named them still runs."""
         if not self.path.is_dir():
             return
         for path in self.path.iterdir():
             match = _TEMPORARY.fullmatch(path.name)
             if match and not _running(int(match.group(2))):
-                log.info("removing %s, left by a write that was killed", path)
+                log.info("removing %s, a temporary file an earlier run left", path)
                 path.unlink(missing_ok=True)
 
     # --- while it runs -----------------------------------------------------------------------
@@ -170,14 +170,20 @@ class RunFolder:
 def _link_or_copy(source: Path, target: Path) -> None:
     """``target`` becomes ``source``'s content at once: a hard link renamed into place, or where
     the filesystem has no hard links, an atomic copy."""
+    if target.exists() and os.path.samefile(source, target):
+        return  # already this file (an epoch kept again after its evaluation rewrote nothing since)
     tmp = temporary_path(target)
     try:
         os.link(source, tmp)
+        # a rename onto a hard link of the same file does nothing and leaves the name it came
+        # from (POSIX): the unlink below removes the temporary in every case
         os.replace(tmp, target)
     except OSError:
         tmp.unlink(missing_ok=True)
         with atomic_path(target) as copy:
             shutil.copyfile(source, copy)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _running(pid: int) -> bool:

@@ -105,6 +105,7 @@ def train(cfg: Config, *, resume: Optional[str | Path] = None, epochs: Optional[
         raise ValueError("--resume continues a run, --weights starts a new one from a model: give one of them "
                          "(with --resume auto, --weights is used only when there is nothing to continue)")
     from ..data import resolve_classes
+    from ..data.dataset import close_loader
 
     cfg = resolve_classes(cfg)
     info = DistInfo.from_env()
@@ -115,8 +116,11 @@ def train(cfg: Config, *, resume: Optional[str | Path] = None, epochs: Optional[
     try:
         plan = _agreed_plan(RunFolder(cfg.ckpt_save_dir), resume, overwrite, info, group)
         fresh = not plan.resume
-        return _Run(cfg, info, device, group, progress_bar, weights=weights if fresh else None,
-                    init_backbone=fresh).fit(plan, epochs)
+        run = _Run(cfg, info, device, group, progress_bar, weights=weights if fresh else None, init_backbone=fresh)
+        try:
+            return run.fit(plan, epochs)
+        finally:
+            close_loader(run.loader)  # every way out ends the loader's workers (no waiting on them at exit)
     finally:
         if info.enabled:
             torch.distributed.destroy_process_group()
@@ -361,8 +365,10 @@ class _Run:
             self.folder.remove_stale_temporaries()
             write_bytes(self.out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
             self.records = TrainingRecords(self.out_dir, resume=bool(plan.resume), purge_step=self.progress.step)
-            log.info("training %s on %s: %d images, %d steps/epoch x %d epochs, batch %d x %d device(s), %s",
-                     cfg.backbone, self.device, len(self.train_set), self.steps_per_epoch, cfg.epoch_size,
+            background = self.train_set.background_images
+            log.info("training %s on %s: %d images%s, %d steps/epoch x %d epochs, batch %d x %d device(s), %s",
+                     cfg.backbone, self.device, len(self.train_set),
+                     f" ({background} background)" if background else "", self.steps_per_epoch, cfg.epoch_size,
                      cfg.batch_size, info.world_size, self.amp_dtype or "fp32")
         stop = cfg.epoch_size if epochs is None else min(cfg.epoch_size, self.progress.epoch + epochs)
         self.metrics = None
