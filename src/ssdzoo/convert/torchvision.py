@@ -48,23 +48,28 @@ def identify_torchvision(state: dict[str, Tensor], path: str | Path = "state dic
 
 
 def read_torchvision(path: str | Path) -> Optional[TorchvisionSource]:
-    """A PyTorch file (.pth, .pt) holding a torchvision SSD state dict, read; None for any other
-    file (another state dict, an ssdzoo checkpoint, another format, a missing path). The names
-    are looked at first, memory-mapped, so other checkpoints are not read whole."""
+    """A PyTorch file (.pth, .pt) holding a torchvision SSD state dict (plain, or under "model"
+    as torchvision's reference scripts save it), read; None for any other file (another state
+    dict, an ssdzoo checkpoint, another format, a missing path). The file is memory-mapped, so
+    other checkpoints are not read whole; the weights loader reports what is wrong with a file
+    that is none of these."""
     import torch
 
-    from ..weights import read_state_dict, weights_kind
-
     path = Path(path)
-    if not path.is_file() or path.suffix not in (".pth", ".pt") or weights_kind(path) != "torch":
+    if not path.is_file() or path.suffix not in (".pth", ".pt"):
         return None
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # torch.save's zip format, which memory-mapping needs
+            return None
     try:
-        names = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a zip-format state dict: the weights loader says why, naming the file
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # damaged or not a state dict: the weights loader says why, naming the file
         return None
-    if not isinstance(names, dict) or identify_family(set(names)) is None:
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         return None
-    return identify_torchvision(read_state_dict(path), path)
+    return identify_torchvision(state, path)
 
 
 def coco_categories() -> tuple[str, ...]:
