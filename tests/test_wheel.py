@@ -98,5 +98,6 @@ def test_the_installed_wheel_finds_its_recipes_and_trains_the_demo(installed, tm
     assert info.returncode == 0, stderr[-3000:]
     imported, *infos = stdout.splitlines()
     assert Path(imported).is_relative_to(installed), imported  # the wheel's copy, not src/
-    assert RECIPES == ["demo", "ssd_mobilenetv2", "ssd_mobilenetv3", "ssd_resnet50_fpn"]
+    assert RECIPES == ["demo", "ssd300_vgg16", "ssd_mobilenetv2", "ssd_mobilenetv3", "ssd_resnet50_fpn",
+                       "ssdlite320_mobilenet_v3_large"]
     assert len(infos) == len(RECIPES) and all('"anchors"' in line for line in infos)
