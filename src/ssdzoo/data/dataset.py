@@ -316,9 +316,9 @@ def _check_categories(dataset: DetectionDataset, cfg: "Config") -> None:
             "to take them from the training split, or list the dataset's names in the config")
 
 
-def collate(samples: Sequence[Union[Sample, SkippedImage]]) -> Batch:
-    """Stack samples; pad boxes to the most in any sample (at least 1) with zeros and label 0.
-    ``SkippedImage``s are left out and listed in ``Batch.skipped``."""
+def pad_boxes(samples: Sequence) -> tuple[list, list[SkippedImage], Tensor, Tensor]:
+    """Leave out ``SkippedImage``s (an error if all are) and pad the rest's boxes to the most in
+    any sample (at least 1) with zeros and label 0: (samples, skipped, boxes (N, G, 4), labels (N, G))."""
     skipped = [s for s in samples if isinstance(s, SkippedImage)]
     samples = [s for s in samples if not isinstance(s, SkippedImage)]
     if not samples:
@@ -330,6 +330,13 @@ def collate(samples: Sequence[Union[Sample, SkippedImage]]) -> Batch:
     for k, sample in enumerate(samples):
         boxes[k, :len(sample.labels)] = sample.boxes_xyxy
         labels[k, :len(sample.labels)] = sample.labels
+    return samples, skipped, boxes, labels
+
+
+def collate(samples: Sequence[Union[Sample, SkippedImage]]) -> Batch:
+    """Stack samples; pad boxes to the most in any sample (at least 1) with zeros and label 0.
+    ``SkippedImage``s are left out and listed in ``Batch.skipped``."""
+    samples, skipped, boxes, labels = pad_boxes(samples)
     images = [s.image for s in samples]
     if get_worker_info() is not None:
         stacked = default_collate(images)  # in a loader worker: straight into shared memory

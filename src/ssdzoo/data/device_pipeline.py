@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from .dataset import _NONE_SKIPPED, Batch, SampleKey, SkippedImage, make_loader
+from .dataset import _NONE_SKIPPED, Batch, pad_boxes, SampleKey, SkippedImage, make_loader
 from .decoder import decode_on_device, device_decodable
 from .images import CropRect, ImageFileError, decode, orient
 from .transforms import LUMA_RGB, NO_JITTER, Augmentation, draw_augmentation, eval_augmentation
@@ -237,17 +237,7 @@ class EncodedBatch(NamedTuple):
 
 def collate_encoded(samples: Sequence[Union[EncodedSample, SkippedImage]]) -> EncodedBatch:
     """``dataset.collate`` for the device backend: boxes padded alike, images left encoded."""
-    skipped = [s for s in samples if isinstance(s, SkippedImage)]
-    samples = [s for s in samples if not isinstance(s, SkippedImage)]
-    if not samples:
-        raise ValueError("no image of a batch could be decoded: " + "; ".join(
-            f"{s.file_name} ({s.reason})" for s in skipped))
-    gmax = max([1, *(len(s.labels) for s in samples)])
-    boxes = torch.zeros(len(samples), gmax, 4, dtype=torch.float32)
-    labels = torch.zeros(len(samples), gmax, dtype=torch.int64)
-    for k, sample in enumerate(samples):
-        boxes[k, :len(sample.labels)] = sample.boxes_xyxy
-        labels[k, :len(sample.labels)] = sample.labels
+    samples, skipped, boxes, labels = pad_boxes(samples)
     return EncodedBatch(
         images=EncodedImages.stack([s.image for s in samples], [s.augmentation for s in samples]),
         indices=torch.tensor([s.index for s in samples], dtype=torch.int64),
